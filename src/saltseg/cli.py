@@ -1,0 +1,190 @@
+"""The ``saltseg`` command line: one subcommand per pipeline step (see ``saltseg -h``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", default="auto", help="mixed precision: auto (on for CUDA), true, false")
+    p.add_argument("--channels-last", default="auto", help="auto (on for CUDA), true, false")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+
+
+def _fold_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", required=True, help="dataset in Kaggle layout")
+    p.add_argument("--folds", required=True, help="folds.csv (id, fold)")
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--n-folds", type=int, required=True)
+    p.add_argument("--tile-size", type=int, default=101)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="saltseg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate a synthetic dataset in Kaggle layout")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sections", type=int, default=4)
+    p.add_argument("--rows", type=int, default=8, help="tile rows per section")
+    p.add_argument("--cols", type=int, default=10, help="tile columns per section")
+    p.add_argument("--train-fraction", type=float, default=0.5)
+    p.add_argument("--blank-fraction", type=float, default=0.03)
+    p.add_argument("--tile-size", type=int, default=101)
+
+    p = sub.add_parser("folds", help="assign train tiles to stratified folds")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--n-folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stratify", default="depth", help="depth or coverage")
+    p.add_argument("--tile-size", type=int, default=101)
+
+    p = sub.add_parser("train", help="train one fold of one model")
+    _fold_args(p)
+    _runtime_args(p)
+    p.add_argument("--params", required=True, help="the model's config as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--out-dir", required=True)
+
+    p = sub.add_parser("predict", help="predict one fold's model on its OOF and the test tiles")
+    _fold_args(p)
+    _runtime_args(p)
+    p.add_argument("--model", required=True, help="model.pt written by train")
+    p.add_argument("--tta", default="none,hflip", help="comma-separated: none, hflip")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--oof", required=True)
+    p.add_argument("--test", required=True)
+
+    p = sub.add_parser("merge", help="join fold OOF maps, average fold test maps, score")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--oof-parts", nargs="+", required=True)
+    p.add_argument("--test-parts", nargs="+", required=True)
+    p.add_argument("--oof", required=True)
+    p.add_argument("--test", required=True)
+    p.add_argument("--cv", required=True)
+
+    p = sub.add_parser("ensemble", help="weighted average of several models' OOF and test maps")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--oof-parts", nargs="+", required=True)
+    p.add_argument("--test-parts", nargs="+", required=True)
+    p.add_argument("--weights", nargs="+", type=float, help="one per model (default: equal)")
+    p.add_argument("--oof", required=True)
+    p.add_argument("--test", required=True)
+    p.add_argument("--cv", required=True)
+
+    p = sub.add_parser("submit", help="write the Kaggle submission CSV")
+    p.add_argument("--probs", required=True, help="test probabilities parquet")
+    p.add_argument("--cv", required=True, help="cv.json with the OOF-tuned threshold")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--threshold", choices=["fixed", "tuned"], default="tuned")
+    p.add_argument("--out", required=True)
+    return parser
+
+
+def _runtime(args: argparse.Namespace):
+    import torch
+
+    from saltseg.training.device import resolve_runtime
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return resolve_runtime(args.device, args.amp, args.channels_last)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Dispatch parsed arguments to :mod:`saltseg.steps` (imported late: ``-h`` stays fast)."""
+    if args.command == "synth":
+        from saltseg.data.synthetic import generate
+
+        generate(
+            args.out,
+            args.seed,
+            args.sections,
+            args.rows,
+            args.cols,
+            args.train_fraction,
+            args.blank_fraction,
+            args.tile_size,
+        )
+        return
+    from saltseg import steps
+
+    if args.command == "folds":
+        steps.folds(args.data_dir, args.out, args.n_folds, args.seed, args.stratify, args.tile_size)
+    elif args.command == "train":
+        params = json.loads(args.params)
+        steps.train(
+            args.data_dir,
+            args.folds,
+            args.fold,
+            args.n_folds,
+            params,
+            args.tile_size,
+            args.seed,
+            _runtime(args),
+            args.out_dir,
+            args.workers,
+        )
+    elif args.command == "predict":
+        steps.predict(
+            args.model,
+            args.data_dir,
+            args.folds,
+            args.fold,
+            args.n_folds,
+            args.tile_size,
+            _runtime(args),
+            args.tta.split(","),
+            args.batch_size,
+            args.oof,
+            args.test,
+        )
+    elif args.command == "merge":
+        steps.merge(
+            args.data_dir,
+            args.tile_size,
+            args.oof_parts,
+            args.test_parts,
+            args.oof,
+            args.test,
+            args.cv,
+        )
+    elif args.command == "ensemble":
+        steps.ensemble(
+            args.data_dir,
+            args.tile_size,
+            args.oof_parts,
+            args.test_parts,
+            args.weights,
+            args.oof,
+            args.test,
+            args.cv,
+        )
+    elif args.command == "submit":
+        steps.submit(args.probs, args.cv, args.data_dir, args.tile_size, args.threshold, args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: bad input ends with one line on stderr and exit status 2."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        run(args)
+    except ValueError as err:  # InputError and config errors: one line, no traceback
+        print(f"saltseg {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

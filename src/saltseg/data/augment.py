@@ -1,0 +1,27 @@
+"""Augmentations: an albumentations 2 pipeline described in config as a list of transforms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import albumentations as A
+
+
+def build_augment(spec: list[dict[str, Any]]) -> A.Compose | None:
+    """``[{"name": "HorizontalFlip", "p": 0.5}, ...]`` → ``A.Compose``; ``[]`` → None.
+
+    Each item names an albumentations transform; the other keys are its arguments. Image and mask
+    go through the same transform, so they stay aligned.
+    """
+    transforms = []
+    for item in spec:
+        item = dict(item)
+        name = item.pop("name", None)
+        cls = getattr(A, str(name), None)
+        if not isinstance(cls, type) or not issubclass(cls, A.BasicTransform):
+            raise ValueError(f"augment: {name!r} is not an albumentations transform")
+        try:
+            transforms.append(cls(**item))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"augment: {name}: {err}".splitlines()[0]) from None
+    return A.Compose(transforms) if transforms else None

@@ -1,0 +1,148 @@
+"""Read a dataset in Kaggle layout and check it on the way in.
+
+Layout: ``train.csv`` (id, rle_mask), ``depths.csv`` (id, z), ``sample_submission.csv`` (id,
+rle_mask), ``train/images/<id>.png``, ``train/masks/<id>.png`` (optional; ``train.csv`` is the
+truth when absent), ``test/images/<id>.png``. Every problem raises :class:`InputError` naming the
+file and what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from saltseg import rle
+from saltseg.data.images import read_image, read_mask
+from saltseg.errors import InputError
+
+
+@dataclass
+class Tiles:
+    """Tiles: ids, images ``(N, H, W) uint8``, masks (same shape, or None), depths ``(N,)``."""
+
+    ids: list[str]
+    images: np.ndarray
+    masks: np.ndarray | None
+    depths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index: np.ndarray) -> Tiles:
+        """The tiles at ``index`` (integer positions or a boolean mask)."""
+        index = np.asarray(index)
+        ids = [self.ids[i] for i in np.arange(len(self))[index]]
+        masks = None if self.masks is None else self.masks[index]
+        return Tiles(ids, self.images[index], masks, self.depths[index])
+
+
+def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
+    """Read a CSV whose columns must be exactly ``columns``, with unique non-empty string ids."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "expected a CSV file, found none")
+    try:
+        frame = pd.read_csv(path, dtype={"id": str, "rle_mask": str}, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(path, f"expected CSV with columns {','.join(columns)} ({err})") from None
+    if list(frame.columns) != columns:
+        raise InputError(
+            path, f"expected columns {','.join(columns)}, got {','.join(frame.columns)}"
+        )
+    if frame.empty:
+        raise InputError(path, "expected at least one row, got none")
+    if (frame["id"] == "").any():
+        raise InputError(
+            path, f"expected an id on every row, row {int(np.argmax(frame['id'] == ''))} has none"
+        )
+    dup = frame["id"][frame["id"].duplicated()]
+    if len(dup):
+        raise InputError(path, f"expected unique ids, {dup.iloc[0]!r} appears more than once")
+    return frame
+
+
+def read_depths(data_dir: str | Path, ids: list[str]) -> np.ndarray:
+    """Depths ``z`` (float) for ``ids``, from ``depths.csv``."""
+    path = Path(data_dir) / "depths.csv"
+    depths = read_table(path, ["id", "z"]).set_index("id")["z"]
+    z = pd.to_numeric(depths, errors="coerce")
+    missing = [i for i in ids if i not in z.index]
+    if missing:
+        raise InputError(path, f"expected a depth for every tile, id {missing[0]!r} has none")
+    values = z.loc[ids].to_numpy(dtype=float)
+    if np.isnan(values).any():
+        raise InputError(
+            path, f"expected numeric z, id {ids[int(np.argmax(np.isnan(values)))]!r} has none"
+        )
+    return values
+
+
+def _read_images(folder: Path, ids: list[str], size: int) -> np.ndarray:
+    if not folder.is_dir():
+        raise InputError(folder, "expected a directory of <id>.png tiles, found none")
+    return (
+        np.stack([read_image(folder / f"{i}.png", size) for i in ids])
+        if ids
+        else np.zeros((0, size, size), np.uint8)
+    )
+
+
+def train_ids(data_dir: str | Path) -> list[str]:
+    """The labelled ids, in ``train.csv`` order."""
+    return read_table(Path(data_dir) / "train.csv", ["id", "rle_mask"])["id"].tolist()
+
+
+def test_ids(data_dir: str | Path) -> list[str]:
+    """The ids to predict, in ``sample_submission.csv`` order."""
+    return read_table(Path(data_dir) / "sample_submission.csv", ["id", "rle_mask"])["id"].tolist()
+
+
+def load_train(data_dir: str | Path, size: int) -> Tiles:
+    """Labelled tiles with masks; mask PNGs, when present, must match both image and RLE."""
+    data_dir = _existing_dir(data_dir)
+    table = read_table(data_dir / "train.csv", ["id", "rle_mask"])
+    ids = table["id"].tolist()
+    images = _read_images(data_dir / "train" / "images", ids, size)
+    masks = np.stack(
+        [
+            rle.decode(code, (size, size), where=f"{data_dir / 'train.csv'} id {i}")
+            for i, code in zip(ids, table["rle_mask"])
+        ]
+    )
+    mask_dir = data_dir / "train" / "masks"
+    if mask_dir.is_dir():
+        for k, i in enumerate(ids):
+            path = mask_dir / f"{i}.png"
+            png = read_mask(path)
+            if png.shape != images[k].shape:
+                raise InputError(
+                    path,
+                    f"expected a mask of its image's size {size}x{size}, got {png.shape}",
+                )
+            if not np.array_equal(png, masks[k]):
+                raise InputError(path, "expected the mask that train.csv encodes for this id")
+    return Tiles(ids, images, masks, read_depths(data_dir, ids))
+
+
+def load_test(data_dir: str | Path, size: int) -> Tiles:
+    """Unlabelled tiles listed in ``sample_submission.csv``."""
+    data_dir = _existing_dir(data_dir)
+    ids = test_ids(data_dir)
+    images = _read_images(data_dir / "test" / "images", ids, size)
+    return Tiles(ids, images, None, read_depths(data_dir, ids))
+
+
+def is_blank(images: np.ndarray) -> np.ndarray:
+    """True for tiles of one single grey value (the blank tiles of the competition data)."""
+    flat = images.reshape(len(images), -1)
+    return flat.min(axis=1) == flat.max(axis=1)
+
+
+def _existing_dir(data_dir: str | Path) -> Path:
+    path = Path(data_dir)
+    if not path.is_dir():
+        raise InputError(path, "expected a data directory in Kaggle layout, found none")
+    return path

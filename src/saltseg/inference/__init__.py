@@ -1,0 +1,1 @@
+"""Inference: load trained snapshots, predict tiles with test-time augmentation, average."""

@@ -1,0 +1,86 @@
+"""Predict probability maps with flip test-time augmentation, averaged over snapshots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from saltseg.data.dataset import to_tensor
+from saltseg.errors import InputError
+from saltseg.models import build_model
+from saltseg.training.device import Runtime
+
+TTA = {
+    "none": (lambda x: x, lambda y: y),
+    "hflip": (lambda x: x.flip(-1), lambda y: y.flip(-1)),
+}
+
+
+@torch.inference_mode()
+def predict_probs(
+    model: nn.Module,
+    images: np.ndarray,
+    runtime: Runtime,
+    batch_size: int = 64,
+    tta: tuple[str, ...] = ("none",),
+) -> np.ndarray:
+    """Sigmoid probabilities ``(N, H, W) float32`` of ``model`` on ``(N, H, W) uint8`` tiles.
+
+    Each TTA transform is applied to the input and inverted on the output; probabilities (not
+    logits) are averaged.
+    """
+    unknown = set(tta) - set(TTA)
+    if unknown:
+        raise ValueError(f"tta: expected names from {', '.join(TTA)}, got {sorted(unknown)}")
+    model.eval()
+    out = np.empty(images.shape, dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        x = runtime.to(to_tensor(images[start : start + batch_size]))
+        total = torch.zeros((len(x), 1, *x.shape[-2:]), device=runtime.device)
+        for name in tta:
+            forward, back = TTA[name]
+            with runtime.autocast():
+                total += back(torch.sigmoid(model(forward(x)).float()))
+        out[start : start + len(x)] = (total / len(tta))[:, 0].cpu().numpy()
+    return out
+
+
+def load_snapshots(path: str | Path, runtime: Runtime) -> list[nn.Module]:
+    """Every snapshot stored in a ``model.pt`` written by training, ready for inference."""
+    bundle = read_bundle(path)
+    models = []
+    for state in bundle["snapshots"]:
+        model = build_model(
+            bundle["arch"], bundle["tile"], **{**bundle["model"], "pretrained": "none"}
+        )
+        model.load_state_dict(state)
+        model.to(runtime.device)
+        if runtime.channels_last:
+            model.to(memory_format=torch.channels_last)
+        models.append(model.eval())
+    return models
+
+
+def read_bundle(path: str | Path) -> dict[str, Any]:
+    """Read a ``model.pt`` bundle: ``arch``, ``model`` (kwargs), ``tile``, ``snapshots``."""
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise InputError(path, f"expected a saltseg model.pt ({err})".splitlines()[0]) from None
+    if not isinstance(bundle, dict) or not {"arch", "model", "tile", "snapshots"} <= set(bundle):
+        raise InputError(path, "expected a saltseg model.pt with arch, model, tile and snapshots")
+    return bundle
+
+
+def predict_ensemble(
+    models: list[nn.Module], images: np.ndarray, runtime: Runtime, batch_size: int, tta
+) -> np.ndarray:
+    """The mean of :func:`predict_probs` over ``models`` (snapshots of one fold)."""
+    total = np.zeros(images.shape, dtype=np.float32)
+    for model in models:
+        total += predict_probs(model, images, runtime, batch_size, tuple(tta))
+    return total / len(models)

@@ -1,0 +1,57 @@
+"""Probability maps on disk: one parquet row per tile, shared by every predict/blend/submit step.
+
+Schema: ``id`` (string) and ``prob`` (fixed-size list of ``uint8``, the H*W map in row-major
+order, quantised as ``round(p * 255)``); the tile shape is stored in the schema metadata
+(``saltseg.shape``). A 101x101 map costs 10 KB before compression; the quantisation step of 1/255
+is far below what thresholds or blends resolve.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from saltseg.errors import InputError
+from saltseg.io import atomic_path
+
+SCALE = 255
+SHAPE_KEY = b"saltseg.shape"
+
+
+def write_probs(path: str | Path, ids: list[str], probs: np.ndarray) -> None:
+    """Write probabilities ``(N, H, W)`` in [0, 1] for ``ids``, atomically.
+
+    Raises:
+        InputError: NaN or out-of-range probabilities, or a count that does not match ``ids``.
+    """
+    probs = np.asarray(probs, dtype=np.float32)
+    if probs.ndim != 3 or len(probs) != len(ids):
+        raise InputError(path, f"expected {len(ids)} maps of shape (H, W), got {probs.shape}")
+    if not np.isfinite(probs).all() or probs.min(initial=0) < 0 or probs.max(initial=0) > 1:
+        raise InputError(path, "expected finite probabilities in [0, 1] (the model produced NaN?)")
+    n, h, w = probs.shape
+    codes = np.rint(probs * SCALE).astype(np.uint8).reshape(-1)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(codes, pa.uint8()), h * w)
+    table = pa.table({"id": pa.array(ids, pa.string()), "prob": column})
+    table = table.replace_schema_metadata({SHAPE_KEY: f"{h},{w}".encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_probs(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Read ``(ids, probs)`` with probs ``(N, H, W) float32`` in [0, 1]."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise InputError(path, f"expected a saltseg probability parquet ({err})") from None
+    meta = table.schema.metadata or {}
+    if table.column_names != ["id", "prob"] or SHAPE_KEY not in meta:
+        raise InputError(path, "expected columns id, prob and saltseg.shape metadata")
+    h, w = (int(v) for v in meta[SHAPE_KEY].decode().split(","))
+    codes = table.column("prob").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    probs = codes.reshape(-1, h, w).astype(np.float32) / SCALE
+    return table.column("id").to_pylist(), probs

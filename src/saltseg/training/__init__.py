@@ -1,0 +1,1 @@
+"""Training: devices and precision, optimisers and schedules per phase, the loop, checkpoints."""

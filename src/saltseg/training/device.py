@@ -1,0 +1,70 @@
+"""Device, precision and memory-format choices, made once from config."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a model runs.
+
+    Attributes:
+        device: ``cuda`` or ``cpu``.
+        amp_dtype: the autocast dtype, or None for full precision. On CUDA bf16 where supported,
+            fp16 (with a gradient scaler) otherwise; on CPU bf16 when asked for.
+        channels_last: whether models and batches use the channels-last memory format.
+    """
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """A scaler that is active only for fp16 (bf16 and fp32 need none)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+    def to(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def resolve_runtime(
+    device: str = "auto", amp: str = "auto", channels_last: str = "auto"
+) -> Runtime:
+    """Turn config words into a :class:`Runtime`.
+
+    Args:
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        amp: ``auto`` (on for CUDA), ``true`` or ``false``.
+        channels_last: ``auto`` (on for CUDA), ``true`` or ``false``.
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} asked for, but torch sees no CUDA device")
+    on_cuda = dev.type == "cuda"
+    use_amp = on_cuda if amp == "auto" else _flag("amp", amp)
+    dtype = None
+    if use_amp:
+        bf16 = not on_cuda or torch.cuda.is_bf16_supported()
+        dtype = torch.bfloat16 if bf16 else torch.float16
+    use_cl = on_cuda if channels_last == "auto" else _flag("channels_last", channels_last)
+    return Runtime(dev, dtype, use_cl)
+
+
+def _flag(name: str, value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value not in ("true", "false"):
+        raise ValueError(f"{name}: expected auto, true or false, got {value!r}")
+    return value == "true"

@@ -1,0 +1,177 @@
+"""The training loop: phases of epochs, validation each epoch, snapshots, resume after a kill."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from saltseg.data.augment import build_augment
+from saltseg.data.dataset import TileDataset
+from saltseg.data.kaggle import Tiles
+from saltseg.inference.predict import predict_probs
+from saltseg.losses import build_loss
+from saltseg.metrics import competition_metric
+from saltseg.training import checkpoint
+from saltseg.training.device import Runtime
+from saltseg.training.optim import build_optimizer, build_schedule, cycle_epochs
+
+log = logging.getLogger(__name__)
+
+
+def fit(
+    model: torch.nn.Module,
+    params: dict[str, Any],
+    train: Tiles,
+    val: Tiles,
+    runtime: Runtime,
+    work_dir: str | Path,
+    seed: int,
+    num_workers: int = 0,
+) -> dict[str, Any]:
+    """Train ``model`` through ``params["phases"]``, resuming from ``work_dir/checkpoint.pt``.
+
+    Args:
+        model: the network (moved to ``runtime.device`` here).
+        params: the model's config: ``phases`` (each loss, optimizer, lr, schedule, epochs,
+            batch_size, snapshots) and ``augment``.
+        train, val: labelled tiles; ``val`` is scored after every epoch (metric at 0.5, no TTA).
+        runtime: device and precision.
+        work_dir: where ``checkpoint.pt`` lives between epochs.
+        seed: seeds the batch order and augmentations of every epoch, so a resumed run
+            replays the same epochs.
+    Returns:
+        ``{"snapshots": [state_dict, ...], "history": [row per epoch]}``; the snapshots are the
+        weights at the end of each cosine cycle of phases with ``snapshots > 0``, or the final
+        weights when no phase takes any.
+    """
+    path = Path(work_dir) / "checkpoint.pt"
+    key = checkpoint.params_key({"params": params, "seed": seed, "n_train": len(train)})
+    model.to(runtime.device)
+    if runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    state = checkpoint.load(path, key) or {"phase": 0, "epoch": 0, "snapshots": [], "history": []}
+    if state["phase"] or state["epoch"]:
+        model.load_state_dict(state["model"])
+        log.info("resuming at phase %d epoch %d from %s", state["phase"], state["epoch"], path)
+    dataset = TileDataset(train.images, train.masks, build_augment(params.get("augment", [])))
+    for p, phase in enumerate(params["phases"]):
+        if p < state["phase"]:
+            continue
+        loss_fn = build_loss(phase["loss"])
+        optimizer = build_optimizer(model, phase)
+        schedule = build_schedule(optimizer, phase)
+        scaler = runtime.grad_scaler()
+        if p == state["phase"] and state["epoch"]:
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            scaler.load_state_dict(state["scaler"])
+        for epoch in range(state["epoch"] if p == state["phase"] else 0, phase["epochs"]):
+            row = _epoch(
+                model,
+                dataset,
+                phase,
+                loss_fn,
+                optimizer,
+                scaler,
+                runtime,
+                seed,
+                p,
+                epoch,
+                num_workers,
+            )
+            row.update(_validate(model, val, loss_fn, runtime, phase["batch_size"]))
+            _step(schedule, row["val_loss"])
+            state["history"].append(row)
+            log.info(
+                "%s",
+                " ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                ),
+            )
+            if phase.get("snapshots", 0) and (epoch + 1) % cycle_epochs(phase) == 0:
+                state["snapshots"].append(_cpu_state(model))
+            state.update(
+                phase=p,
+                epoch=epoch + 1,
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                schedule=schedule.state_dict(),
+                scaler=scaler.state_dict(),
+                key=key,
+            )
+            checkpoint.save(path, state)
+        state.update(phase=p + 1, epoch=0)
+    snapshots = state["snapshots"] or [_cpu_state(model)]
+    return {"snapshots": snapshots, "history": state["history"]}
+
+
+def _epoch(model, dataset, phase, loss_fn, optimizer, scaler, runtime, seed, p, epoch, workers):
+    """One pass over the training set; returns the history row's training part."""
+    epoch_seed = seed * 100_003 + p * 1_009 + epoch
+    generator = torch.Generator().manual_seed(epoch_seed)
+    if dataset.augment is not None:
+        dataset.augment.set_random_seed(epoch_seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=phase["batch_size"],
+        shuffle=True,
+        drop_last=len(dataset) > phase["batch_size"],
+        generator=generator,
+        num_workers=workers,
+        pin_memory=runtime.device.type == "cuda",
+        worker_init_fn=_seed_worker if workers else None,
+    )
+    model.train()
+    start, total, count = time.perf_counter(), 0.0, 0
+    for x, y in loader:
+        x, y = runtime.to(x), y.to(runtime.device, non_blocking=True)
+        with runtime.autocast():
+            loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += loss.item() * len(x)
+        count += len(x)
+    seconds = time.perf_counter() - start
+    return {
+        "phase": p,
+        "epoch": epoch,
+        "lr": optimizer.param_groups[0]["lr"],
+        "train_loss": total / max(count, 1),
+        "seconds": seconds,
+        "images_per_s": count / seconds,
+    }
+
+
+@torch.inference_mode()
+def _validate(model, val: Tiles, loss_fn, runtime: Runtime, batch_size: int) -> dict[str, float]:
+    probs = predict_probs(model, val.images, runtime, batch_size)
+    logits = torch.logit(torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6))[:, None]
+    loss = float(loss_fn(logits, torch.from_numpy(val.masks).float()[:, None]))
+    return {"val_loss": loss, "val_metric": competition_metric(val.masks, probs > 0.5)}
+
+
+def _step(schedule, val_loss: float) -> None:
+    if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        schedule.step(val_loss)
+    else:
+        schedule.step()
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    dataset = torch.utils.data.get_worker_info().dataset
+    if dataset.augment is not None:
+        dataset.augment.set_random_seed(seed)

@@ -1,0 +1,50 @@
+"""Optimisers and learning-rate schedules for one training phase."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+OPTIMIZERS = {
+    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
+    "rmsprop": lambda params, lr, wd: torch.optim.RMSprop(params, lr=lr, weight_decay=wd),
+    "sgd": lambda params, lr, wd: torch.optim.SGD(
+        params, lr=lr, momentum=0.9, weight_decay=wd, nesterov=True
+    ),
+}
+SCHEDULES = ("constant", "cosine", "plateau")
+
+
+def build_optimizer(model: nn.Module, phase: dict[str, Any]) -> torch.optim.Optimizer:
+    """The phase's optimiser (``adam``, ``rmsprop`` or ``sgd`` with Nesterov momentum 0.9)."""
+    name = phase["optimizer"]
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    return OPTIMIZERS[name](model.parameters(), phase["lr"], phase.get("weight_decay", 0.0))
+
+
+def cycle_epochs(phase: dict[str, Any]) -> int:
+    """Epochs per cosine cycle: the phase's epochs split evenly over its snapshots (at least 1)."""
+    return max(1, phase["epochs"] // max(1, phase.get("snapshots", 0)))
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, phase: dict[str, Any]):
+    """A scheduler stepped once per epoch (``plateau`` is stepped with the validation loss).
+
+    ``cosine`` anneals from ``lr`` to ``min_lr`` over each cycle and restarts (SGDR), so every
+    cycle ends at a minimum where a snapshot is taken.
+    """
+    name = phase.get("schedule", "constant")
+    if name == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=cycle_epochs(phase), eta_min=phase.get("min_lr", 0.0)
+        )
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=phase.get("patience", 5), min_lr=phase.get("min_lr", 0)
+        )
+    raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}, got {name!r}")

@@ -1,0 +1,38 @@
+rule synthetic_data:
+    output:
+        directory(SYNTHETIC_DIR),
+    params:
+        synth=config["synthetic"],
+        tile=config["tile_size"],
+    log:
+        "results/logs/synthetic_data/synthetic_data.log",
+    benchmark:
+        "results/benchmarks/synthetic_data/synthetic_data.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    shell:
+        "saltseg synth --out {output} --seed {params.synth[seed]}"
+        " --sections {params.synth[sections]} --rows {params.synth[rows]}"
+        " --cols {params.synth[cols]} --train-fraction {params.synth[train_fraction]}"
+        " --blank-fraction {params.synth[blank_fraction]} --tile-size {params.tile} > {log} 2>&1"
+
+
+rule folds:
+    input:
+        DATA_DIR,
+    output:
+        "results/folds.csv",
+    params:
+        folds=config["folds"],
+        seed=config["seed"],
+        tile=config["tile_size"],
+    log:
+        "results/logs/folds/folds.log",
+    benchmark:
+        "results/benchmarks/folds/folds.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    shell:
+        "saltseg folds --data-dir {input} --out {output} --n-folds {params.folds[n_folds]}"
+        " --stratify {params.folds[stratify]} --seed {params.seed} --tile-size {params.tile}"
+        " > {log} 2>&1"

@@ -1,0 +1,107 @@
+rule train:
+    input:
+        data=DATA_DIR,
+        folds="results/folds.csv",
+    output:
+        model="results/stage1/{model}/fold{fold}/model.pt",
+        metrics="results/stage1/{model}/fold{fold}/metrics.json",
+    params:
+        model=model_json,
+        n_folds=config["folds"]["n_folds"],
+        seed=config["seed"],
+        tile=config["tile_size"],
+        runtime=RUNTIME,
+        out_dir=subpath(output.model, parent=True),
+    threads: RUNTIME["threads"]
+    resources:
+        gpu=1,
+    log:
+        "results/logs/train/{model}_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/train/{model}_fold{fold}.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    shell:
+        "saltseg train --data-dir {input.data} --folds {input.folds} --fold {wildcards.fold}"
+        " --n-folds {params.n_folds} --tile-size {params.tile} --params {params.model:q}"
+        " --seed {params.seed} --device {params.runtime[device]} --amp {params.runtime[amp]}"
+        " --channels-last {params.runtime[channels_last]} --threads {threads}"
+        " --workers {params.runtime[workers]} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule predict:
+    input:
+        data=DATA_DIR,
+        folds="results/folds.csv",
+        model="results/stage1/{model}/fold{fold}/model.pt",
+    output:
+        oof="results/stage1/{model}/fold{fold}/oof.parquet",
+        test="results/stage1/{model}/fold{fold}/test.parquet",
+    params:
+        n_folds=config["folds"]["n_folds"],
+        tile=config["tile_size"],
+        runtime=RUNTIME,
+        tta=",".join(config["predict"]["tta"]),
+        batch_size=config["predict"]["batch_size"],
+    threads: RUNTIME["threads"]
+    resources:
+        gpu=1,
+    log:
+        "results/logs/predict/{model}_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/predict/{model}_fold{fold}.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    shell:
+        "saltseg predict --model {input.model} --data-dir {input.data} --folds {input.folds}"
+        " --fold {wildcards.fold} --n-folds {params.n_folds} --tile-size {params.tile}"
+        " --device {params.runtime[device]} --amp {params.runtime[amp]}"
+        " --channels-last {params.runtime[channels_last]} --threads {threads}"
+        " --tta {params.tta} --batch-size {params.batch_size}"
+        " --oof {output.oof} --test {output.test} > {log} 2>&1"
+
+
+rule merge_folds:
+    input:
+        data=DATA_DIR,
+        oof=fold_outputs("oof.parquet"),
+        test=fold_outputs("test.parquet"),
+    output:
+        oof="results/stage1/{model}/oof.parquet",
+        test="results/stage1/{model}/test.parquet",
+        cv="results/stage1/{model}/cv.json",
+    params:
+        tile=config["tile_size"],
+    log:
+        "results/logs/merge_folds/{model}.log",
+    benchmark:
+        "results/benchmarks/merge_folds/{model}.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    shell:
+        "saltseg merge --data-dir {input.data} --tile-size {params.tile}"
+        " --oof-parts {input.oof} --test-parts {input.test}"
+        " --oof {output.oof} --test {output.test} --cv {output.cv} > {log} 2>&1"
+
+
+rule ensemble_stage1:
+    input:
+        data=DATA_DIR,
+        oof=stage1_outputs("oof.parquet"),
+        test=stage1_outputs("test.parquet"),
+    output:
+        oof="results/stage1/ensemble/oof.parquet",
+        test="results/stage1/ensemble/test.parquet",
+        cv="results/stage1/ensemble/cv.json",
+    params:
+        tile=config["tile_size"],
+    log:
+        "results/logs/ensemble_stage1/ensemble_stage1.log",
+    benchmark:
+        "results/benchmarks/ensemble_stage1/ensemble_stage1.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    shell:
+        "saltseg ensemble --data-dir {input.data} --tile-size {params.tile}"
+        " --oof-parts {input.oof} --test-parts {input.test}"
+        " --oof {output.oof} --test {output.test} --cv {output.cv} > {log} 2>&1"
