@@ -32,8 +32,8 @@ def layout(tmp_path_factory) -> dict:
     """One small generated dataset, read back: tables plus every tile image and mask."""
     out = tmp_path_factory.mktemp("synth") / "data"
     generate(out, seed=SEED, sections=SECTIONS, rows=ROWS, cols=COLS, blank_fraction=BLANK)
-    read = {name: pd.read_csv(out / f"{name}.csv", keep_default_na=False) for name in
-            ("train", "depths", "mosaics", "sample_submission")}  # fmt: skip
+    names = ("train", "depths", "mosaics", "sample_submission")
+    read = {name: pd.read_csv(out / f"{name}.csv", keep_default_na=False) for name in names}
     train_ids, test_ids = list(read["train"]["id"]), list(read["sample_submission"]["id"])
     images = {i: read_image(out / "train" / "images" / f"{i}.png", T) for i in train_ids}
     images |= {i: read_image(out / "test" / "images" / f"{i}.png", T) for i in test_ids}
@@ -213,6 +213,16 @@ def test_generate_replaces_an_existing_directory(tmp_path):
     generate(tmp_path / "d", sections=1, rows=1, cols=2)
     assert not (tmp_path / "d" / "stale.txt").exists()
     assert (tmp_path / "d" / "mosaics.csv").is_file()
+
+
+def test_draw_section_edge_sizes_and_bad_arguments():
+    for rows, cols, tile in ((1, 1, 16), (1, 1, 101), (2, 1, 101), (1, 3, 40)):
+        image, mask = draw_section(np.random.default_rng(0), rows, cols, tile)
+        assert image.shape == mask.shape == (rows * tile, cols * tile)
+        assert mask.any()  # the wall is always there
+    for args, name in (((0, 2), "rows"), ((2, 0), "cols"), ((2, 2, 8), "tile")):
+        with pytest.raises(ValueError, match=name):
+            draw_section(np.random.default_rng(0), *args)
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,8 @@ def _geological_depth(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     for _ in range(int(rng.integers(1, 4))):
         x0, tilt = rng.uniform(0.1, 0.9) * w, rng.uniform(-0.6, 0.6)
         throw = rng.choice([-1.0, 1.0]) * rng.uniform(4.0, 18.0)
-        depth += throw * (x > x0 + tilt * (y - h / 2))
+        side = (x - x0 - tilt * (y - h / 2)) / np.hypot(1.0, tilt)
+        depth += throw * np.clip(side + 0.5, 0.0, 1.0)  # a one-pixel, anti-aliased step
     return depth
 
 
@@ -109,10 +110,21 @@ def _salt_mask(rng: np.random.Generator, h: int, w: int, tile: int) -> np.ndarra
     return mask
 
 
+def _check(name: str, value: float, low: float, high: float, integer: bool = True) -> None:
+    """Raise ValueError naming ``name`` unless ``low <= value <= high`` (and an int if asked)."""
+    kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        what = "an integer" if integer else "a number"
+        raise ValueError(f"{name}: expected {what} in [{low}, {high}], got {value!r}")
+
+
 def draw_section(
     rng: np.random.Generator, rows: int, cols: int, tile: int = 101
 ) -> tuple[np.ndarray, np.ndarray]:
     """One section of rows*tile x cols*tile pixels: (image uint8, mask uint8 0/1)."""
+    for name, value in (("rows", rows), ("cols", cols)):
+        _check(name, value, 1, 10_000)
+    _check("tile", tile, MIN_TILE, 4096)
     h, w = rows * tile, cols * tile
     mask = _salt_mask(rng, h, w, tile)
     depth = _geological_depth(rng, mask)
@@ -130,14 +142,6 @@ def draw_section(
     amp = sediment * (1 - soft) + chaos * soft + RIM * rim + NOISE * noise / (noise.std() + 1e-6)
     level = 128 + rng.uniform(-8, 8) + rng.uniform(32, 44) * (amp - amp.mean()) / amp.std()
     return np.clip(np.rint(level), 0, 255).astype(np.uint8), mask
-
-
-def _check(name: str, value: float, low: float, high: float, integer: bool = True) -> None:
-    """Raise ValueError naming ``name`` unless ``low <= value <= high`` (and an int if asked)."""
-    kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-        what = "an integer" if integer else "a number"
-        raise ValueError(f"{name}: expected {what} in [{low}, {high}], got {value!r}")
 
 
 def _blank_tiles(rng: np.random.Generator, rows: int, cols: int, count: int) -> np.ndarray:
