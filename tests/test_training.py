@@ -1,0 +1,136 @@
+"""The training loop on CPU: it learns, resumes after a kill, and runs the AMP/channels-last paths."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from saltseg.config import model_params, validate_config
+from saltseg.data.augment import build_augment
+from saltseg.data.kaggle import Tiles
+from saltseg.models import build_model
+from saltseg.training import checkpoint, loop
+from saltseg.training.device import resolve_runtime
+from conftest import REPO
+
+MODEL = {"encoder_name": "resnet10t", "decoder_channels": [16, 16, 8, 8, 8]}
+
+
+def toy_tiles(n: int, seed: int) -> Tiles:
+    """Bright squares (salt) on dark noise: separable, so a few epochs visibly learn."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 80, (n, 101, 101), dtype=np.uint8)
+    masks = np.zeros((n, 101, 101), np.uint8)
+    for i in range(n):
+        if i % 4:
+            x, y, s = rng.integers(0, 60, 3)
+            masks[i, y : y + s + 20, x : x + s + 20] = 1
+    images[masks == 1] += 150
+    return Tiles([f"t{i}" for i in range(n)], images, masks, np.arange(n, dtype=float))
+
+
+def params(**phase) -> dict:
+    base = {"loss": "bce_dice", "optimizer": "adam", "lr": 0.01, "schedule": "constant",
+            "epochs": 2, "batch_size": 8, "snapshots": 0}
+    return {"arch": "unet", "model": MODEL, "augment": [], "phases": [{**base, **phase}]}
+
+
+def run_fit(p, work_dir, runtime=None, seed=0):
+    torch.manual_seed(seed)
+    model = build_model("unet", 101, **p["model"])
+    runtime = runtime or resolve_runtime("cpu", "false", "false")
+    return loop.fit(model, p, toy_tiles(16, 0), toy_tiles(8, 1), runtime, work_dir, seed)
+
+
+def test_training_lowers_the_loss_and_records_history(tmp_path):
+    result = run_fit(params(epochs=4), tmp_path)
+    history = result["history"]
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3]
+    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
+    assert {"lr", "val_loss", "val_metric", "images_per_s"} <= set(history[0])
+    assert len(result["snapshots"]) == 1  # no snapshot phase: the final weights
+
+
+def test_cosine_snapshots_are_kept_per_cycle(tmp_path):
+    result = run_fit(params(epochs=4, schedule="cosine", snapshots=2), tmp_path)
+    assert len(result["snapshots"]) == 2
+    lrs = [row["lr"] for row in result["history"]]
+    assert lrs[0] == pytest.approx(0.01) and lrs[1] < lrs[0] and lrs[2] == pytest.approx(0.01)
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    p = params(epochs=3)
+    straight = run_fit(p, tmp_path / "straight")
+
+    real_save, saves = checkpoint.save, []
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        saves.append(path)
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # as if killed after the second epoch's checkpoint
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(p, tmp_path / "killed")
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    resumed = run_fit(p, tmp_path / "killed", seed=0)
+    assert [row["epoch"] for row in resumed["history"]] == [0, 1, 2]
+    for key, value in straight["snapshots"][0].items():
+        assert torch.allclose(value.float(), resumed["snapshots"][0][key].float(), atol=1e-5), key
+
+
+def test_a_checkpoint_of_other_parameters_is_ignored(tmp_path):
+    run_fit(params(epochs=1), tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    other = checkpoint.params_key({"params": params(epochs=2), "seed": 0, "n_train": 16})
+    assert checkpoint.load(tmp_path / "checkpoint.pt", other) is None
+    assert checkpoint.load(tmp_path / "checkpoint.pt", state["key"])["epoch"] == 1
+
+
+def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path):
+    runtime = resolve_runtime("cpu", "true", "true")
+    assert runtime.amp_dtype == torch.bfloat16 and runtime.channels_last
+    result = run_fit(params(epochs=1), tmp_path, runtime)
+    assert np.isfinite(result["history"][0]["train_loss"])
+
+
+def test_runtime_choices():
+    auto = resolve_runtime()
+    assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        assert auto.amp_dtype is None and not auto.channels_last
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_runtime("cuda")
+    with pytest.raises(ValueError, match="amp: expected auto, true or false"):
+        resolve_runtime("cpu", "yes")
+
+
+def test_default_augmentations_keep_image_and_mask_aligned():
+    config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()),
+                             REPO / "workflow/schemas/config.schema.yaml")
+    augment = build_augment(model_params(config, config["stage1"]["models"][0])["augment"])
+    augment.set_random_seed(0)
+    tiles = toy_tiles(8, 2)
+    for image, mask in zip(tiles.images, tiles.masks):
+        for _ in range(5):
+            out = augment(image=image, mask=mask)
+            bright, salt = out["image"] > 115, out["mask"] == 1
+            if salt.any():
+                assert (bright & salt).sum() / (bright | salt).sum() > 0.9
+            else:
+                assert bright.mean() < 0.01
+
+
+def test_unknown_transform_is_named():
+    with pytest.raises(ValueError, match="'Blur2' is not an albumentations transform"):
+        build_augment([{"name": "Blur2"}])
+
+
+def test_phase_validation_errors(tmp_path):
+    bad = copy.deepcopy(params())
+    bad["phases"][0]["optimizer"] = "lamb"
+    with pytest.raises(ValueError, match="optimizer: expected one of adam, rmsprop, sgd"):
+        run_fit(bad, tmp_path)
