@@ -8,7 +8,11 @@ import pytest
 
 from saltseg.data.synthetic import generate
 
-REPO = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The repository root (where Snakefile and config.yaml live)."""
+    return Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,8 @@ def test_pretrained_local_file_is_loaded(tmp_path):
     torch.save(source.state_dict(), path)
     encoder = TimmEncoder("resnet10t", in_channels=1, pretrained=str(path))
     # timm sums the RGB filters into one input channel: 3 * 0.5
-    assert torch.allclose(encoder.model.conv1[0].weight, torch.full_like(encoder.model.conv1[0].weight, 1.5))
+    weight = encoder.model.conv1[0].weight
+    assert torch.allclose(weight, torch.full_like(weight, 1.5))
 
 
 def test_pad_geometry_is_an_exact_round_trip():

@@ -1,4 +1,4 @@
-"""The training loop on CPU: it learns, resumes after a kill, and runs the AMP/channels-last paths."""
+"""The training loop on CPU: it learns, resumes after a kill, runs the AMP/channels-last paths."""
 
 import copy
 
@@ -13,7 +13,6 @@ from saltseg.data.kaggle import Tiles
 from saltseg.models import build_model
 from saltseg.training import checkpoint, loop
 from saltseg.training.device import resolve_runtime
-from conftest import REPO
 
 MODEL = {"encoder_name": "resnet10t", "decoder_channels": [16, 16, 8, 8, 8]}
 
@@ -32,8 +31,15 @@ def toy_tiles(n: int, seed: int) -> Tiles:
 
 
 def params(**phase) -> dict:
-    base = {"loss": "bce_dice", "optimizer": "adam", "lr": 0.01, "schedule": "constant",
-            "epochs": 2, "batch_size": 8, "snapshots": 0}
+    base = {
+        "loss": "bce_dice",
+        "optimizer": "adam",
+        "lr": 0.01,
+        "schedule": "constant",
+        "epochs": 2,
+        "batch_size": 8,
+        "snapshots": 0,
+    }
     return {"arch": "unet", "model": MODEL, "augment": [], "phases": [{**base, **phase}]}
 
 
@@ -108,9 +114,11 @@ def test_runtime_choices():
         resolve_runtime("cpu", "yes")
 
 
-def test_default_augmentations_keep_image_and_mask_aligned():
-    config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()),
-                             REPO / "workflow/schemas/config.schema.yaml")
+def test_default_augmentations_keep_image_and_mask_aligned(repo):
+    config = validate_config(
+        yaml.safe_load((repo / "config.yaml").read_text()),
+        repo / "workflow/schemas/config.schema.yaml",
+    )
     augment = build_augment(model_params(config, config["stage1"]["models"][0])["augment"])
     augment.set_random_seed(0)
     tiles = toy_tiles(8, 2)

@@ -1,19 +1,24 @@
 """Config validation, the tables every rule shares, wildcard constraints and input functions."""
 
 import json
+import sys
 from pathlib import Path
 
 from saltseg.config import model_params, validate_config
 
-
-validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+try:
+    validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+except ValueError as err:  # one line naming the key, not a traceback
+    sys.exit(str(err))
 
 SYNTHETIC_DIR = "results/data/synthetic"
 DATA_DIR = (
-    SYNTHETIC_DIR if config["data_dir"] == "synthetic" else str(Path(config["data_dir"]))
+    SYNTHETIC_DIR
+    if config["data_dir"] == "synthetic"
+    else str(Path(config["data_dir"]))
 )
 if DATA_DIR != SYNTHETIC_DIR and not Path(DATA_DIR).is_dir():
-    raise WorkflowError(
+    sys.exit(
         f"config: data_dir: expected 'synthetic' or a Kaggle-layout directory, "
         f"{DATA_DIR!r} does not exist"
     )
@@ -36,7 +41,9 @@ def fold_outputs(name):
     """Input function: one model's per-fold ``name`` files (e.g. ``oof.parquet``)."""
 
     def files(wildcards):
-        return expand(f"results/stage1/{wildcards.model}/fold{{fold}}/{name}", fold=FOLDS)
+        return expand(
+            f"results/stage1/{wildcards.model}/fold{{fold}}/{name}", fold=FOLDS
+        )
 
     return files
 

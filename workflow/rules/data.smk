@@ -1,15 +1,15 @@
 rule synthetic_data:
     output:
         directory(SYNTHETIC_DIR),
-    params:
-        synth=config["synthetic"],
-        tile=config["tile_size"],
     log:
         "results/logs/synthetic_data/synthetic_data.log",
     benchmark:
         "results/benchmarks/synthetic_data/synthetic_data.tsv"
     conda:
         "../../envs/saltseg.yaml"
+    params:
+        synth=config["synthetic"],
+        tile=config["tile_size"],
     shell:
         "saltseg synth --out {output} --seed {params.synth[seed]}"
         " --sections {params.synth[sections]} --rows {params.synth[rows]}"
@@ -22,16 +22,16 @@ rule folds:
         DATA_DIR,
     output:
         "results/folds.csv",
-    params:
-        folds=config["folds"],
-        seed=config["seed"],
-        tile=config["tile_size"],
     log:
         "results/logs/folds/folds.log",
     benchmark:
         "results/benchmarks/folds/folds.tsv"
     conda:
         "../../envs/saltseg.yaml"
+    params:
+        folds=config["folds"],
+        seed=config["seed"],
+        tile=config["tile_size"],
     shell:
         "saltseg folds --data-dir {input} --out {output} --n-folds {params.folds[n_folds]}"
         " --stratify {params.folds[stratify]} --seed {params.seed} --tile-size {params.tile}"

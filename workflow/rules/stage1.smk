@@ -5,6 +5,15 @@ rule train:
     output:
         model="results/stage1/{model}/fold{fold}/model.pt",
         metrics="results/stage1/{model}/fold{fold}/metrics.json",
+    log:
+        "results/logs/train/{model}_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/train/{model}_fold{fold}.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    threads: RUNTIME["threads"]
+    resources:
+        gpu=1,
     params:
         model=model_json,
         n_folds=config["folds"]["n_folds"],
@@ -12,15 +21,6 @@ rule train:
         tile=config["tile_size"],
         runtime=RUNTIME,
         out_dir=subpath(output.model, parent=True),
-    threads: RUNTIME["threads"]
-    resources:
-        gpu=1,
-    log:
-        "results/logs/train/{model}_fold{fold}.log",
-    benchmark:
-        "results/benchmarks/train/{model}_fold{fold}.tsv"
-    conda:
-        "../../envs/saltseg.yaml"
     shell:
         "saltseg train --data-dir {input.data} --folds {input.folds} --fold {wildcards.fold}"
         " --n-folds {params.n_folds} --tile-size {params.tile} --params {params.model:q}"
@@ -37,21 +37,21 @@ rule predict:
     output:
         oof="results/stage1/{model}/fold{fold}/oof.parquet",
         test="results/stage1/{model}/fold{fold}/test.parquet",
-    params:
-        n_folds=config["folds"]["n_folds"],
-        tile=config["tile_size"],
-        runtime=RUNTIME,
-        tta=",".join(config["predict"]["tta"]),
-        batch_size=config["predict"]["batch_size"],
-    threads: RUNTIME["threads"]
-    resources:
-        gpu=1,
     log:
         "results/logs/predict/{model}_fold{fold}.log",
     benchmark:
         "results/benchmarks/predict/{model}_fold{fold}.tsv"
     conda:
         "../../envs/saltseg.yaml"
+    threads: RUNTIME["threads"]
+    resources:
+        gpu=1,
+    params:
+        n_folds=config["folds"]["n_folds"],
+        tile=config["tile_size"],
+        runtime=RUNTIME,
+        tta=",".join(config["predict"]["tta"]),
+        batch_size=config["predict"]["batch_size"],
     shell:
         "saltseg predict --model {input.model} --data-dir {input.data} --folds {input.folds}"
         " --fold {wildcards.fold} --n-folds {params.n_folds} --tile-size {params.tile}"
@@ -70,14 +70,14 @@ rule merge_folds:
         oof="results/stage1/{model}/oof.parquet",
         test="results/stage1/{model}/test.parquet",
         cv="results/stage1/{model}/cv.json",
-    params:
-        tile=config["tile_size"],
     log:
         "results/logs/merge_folds/{model}.log",
     benchmark:
         "results/benchmarks/merge_folds/{model}.tsv"
     conda:
         "../../envs/saltseg.yaml"
+    params:
+        tile=config["tile_size"],
     shell:
         "saltseg merge --data-dir {input.data} --tile-size {params.tile}"
         " --oof-parts {input.oof} --test-parts {input.test}"
@@ -93,14 +93,14 @@ rule ensemble_stage1:
         oof="results/stage1/ensemble/oof.parquet",
         test="results/stage1/ensemble/test.parquet",
         cv="results/stage1/ensemble/cv.json",
-    params:
-        tile=config["tile_size"],
     log:
         "results/logs/ensemble_stage1/ensemble_stage1.log",
     benchmark:
         "results/benchmarks/ensemble_stage1/ensemble_stage1.tsv"
     conda:
         "../../envs/saltseg.yaml"
+    params:
+        tile=config["tile_size"],
     shell:
         "saltseg ensemble --data-dir {input.data} --tile-size {params.tile}"
         " --oof-parts {input.oof} --test-parts {input.test}"

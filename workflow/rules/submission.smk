@@ -9,15 +9,15 @@ rule submission:
             caption="../report/submission.rst",
             category="Submission",
         ),
-    params:
-        tile=config["tile_size"],
-        threshold=config["submission"]["threshold"],
     log:
         "results/logs/submission/submission.log",
     benchmark:
         "results/benchmarks/submission/submission.tsv"
     conda:
         "../../envs/saltseg.yaml"
+    params:
+        tile=config["tile_size"],
+        threshold=config["submission"]["threshold"],
     shell:
         "saltseg submit --probs {input.probs} --cv {input.cv} --data-dir {input.data}"
         " --tile-size {params.tile} --threshold {params.threshold} --out {output} > {log} 2>&1"

@@ -1,0 +1,124 @@
+"""The command line: each step reads real files, and bad input ends in one line with status 2."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+
+from saltseg import rle
+from saltseg.cli import main
+from saltseg.data import kaggle
+from saltseg.data.images import write_png
+from saltseg.probs import read_probs, write_probs
+
+
+def test_folds_command_writes_every_train_id(synth_dir, tmp_path):
+    out = tmp_path / "folds.csv"
+    assert main(["folds", "--data-dir", str(synth_dir), "--out", str(out), "--n-folds", "3"]) == 0
+    folds = pd.read_csv(out)
+    train = pd.read_csv(synth_dir / "train.csv")
+    assert folds["id"].tolist() == train["id"].tolist()
+    assert set(folds["fold"]) == {0, 1, 2}
+
+
+def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
+    status = main(["folds", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "f")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert err.count("\n") == 0
+    assert err.startswith("saltseg folds: error: ") and "missing" in err
+    assert not (tmp_path / "f").exists()
+
+
+def test_submit_thresholds_and_forces_blank_tiles_empty(synth_dir, tmp_path):
+    data = shutil.copytree(synth_dir, tmp_path / "data")
+    ids = pd.read_csv(data / "sample_submission.csv")["id"].tolist()
+    write_png(data / "test" / "images" / f"{ids[1]}.png", np.full((101, 101), 97, np.uint8))
+    blank = kaggle.is_blank(kaggle.load_test(data, 101).images)
+    assert blank[1]
+    probs = np.full((len(ids), 101, 101), 0.3, np.float32)
+    probs[:, :10, :] = 0.9
+    write_probs(tmp_path / "test.parquet", ids[::-1], probs)  # order must not matter
+    (tmp_path / "cv.json").write_text(json.dumps({"threshold": 0.2}))
+    for threshold, expected_px in [("fixed", 10 * 101), ("tuned", 101 * 101)]:
+        out = tmp_path / f"{threshold}.csv"
+        args = [
+            "submit",
+            "--probs",
+            str(tmp_path / "test.parquet"),
+            "--cv",
+            str(tmp_path / "cv.json"),
+            "--data-dir",
+            str(data),
+            "--threshold",
+            threshold,
+            "--out",
+            str(out),
+        ]
+        assert main(args) == 0
+        sub = pd.read_csv(out, keep_default_na=False)
+        assert sub["id"].tolist() == ids
+        sizes = np.array([rle.decode(code, (101, 101)).sum() for code in sub["rle_mask"]])
+        assert (sizes[blank] == 0).all()
+        assert (sizes[~blank] == expected_px).all()
+
+
+def test_submit_names_a_missing_test_id(synth_dir, tmp_path, capsys):
+    ids = pd.read_csv(synth_dir / "sample_submission.csv")["id"].tolist()
+    write_probs(tmp_path / "t.parquet", ids[1:], np.zeros((len(ids) - 1, 101, 101)))
+    (tmp_path / "cv.json").write_text('{"threshold": 0.5}')
+    status = main(
+        [
+            "submit",
+            "--probs",
+            str(tmp_path / "t.parquet"),
+            "--cv",
+            str(tmp_path / "cv.json"),
+            "--data-dir",
+            str(synth_dir),
+            "--out",
+            str(tmp_path / "s.csv"),
+        ]
+    )
+    assert status == 2
+    assert f"{ids[0]!r} has none" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_ensemble_weights_average_the_maps(synth_dir, tmp_path):
+    train_ids = pd.read_csv(synth_dir / "train.csv")["id"].tolist()
+    test_ids = pd.read_csv(synth_dir / "sample_submission.csv")["id"].tolist()
+    for name, value in [("a", 0.2), ("b", 0.8)]:
+        write_probs(
+            tmp_path / f"{name}_oof.parquet", train_ids, np.full((len(train_ids), 101, 101), value)
+        )
+        write_probs(
+            tmp_path / f"{name}_test.parquet", test_ids, np.full((len(test_ids), 101, 101), value)
+        )
+    args = [
+        "ensemble",
+        "--data-dir",
+        str(synth_dir),
+        "--oof-parts",
+        str(tmp_path / "a_oof.parquet"),
+        str(tmp_path / "b_oof.parquet"),
+        "--test-parts",
+        str(tmp_path / "a_test.parquet"),
+        str(tmp_path / "b_test.parquet"),
+        "--weights",
+        "1",
+        "3",
+        "--oof",
+        str(tmp_path / "oof.parquet"),
+        "--test",
+        str(tmp_path / "test.parquet"),
+        "--cv",
+        str(tmp_path / "cv.json"),
+    ]
+    assert main(args) == 0
+    _, test = read_probs(tmp_path / "test.parquet")
+    assert np.allclose(test, (0.2 + 3 * 0.8) / 4, atol=1 / 255)
+    cv = json.loads((tmp_path / "cv.json").read_text())
+    assert set(cv) == {"n_tiles", "metric_at_0.5", "threshold", "metric_tuned"}
+    assert cv["n_tiles"] == len(train_ids)

@@ -1,0 +1,156 @@
+"""The Snakemake DAG end to end on a tiny synthetic config, and what a dry run would rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from saltseg import rle
+from saltseg.probs import read_probs
+
+TINY = {
+    "synthetic": {"sections": 2, "rows": 4, "cols": 5},
+    "folds": {"n_folds": 2},
+    "runtime": {"threads": 2},
+    "predict": {"tta": ["none"]},
+}
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        ["snakemake", *args], cwd=workdir, capture_output=True, text=True, env=env, timeout=900
+    )
+
+
+def write_config(workdir: Path, repo: Path, change=None) -> None:
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    for key, value in TINY.items():
+        config[key].update(value)
+    model = config["models"]["unet_r10"]
+    model["model"]["decoder_channels"] = [16, 16, 8, 8, 8]
+    model["phases"] = [{"loss": "bce_dice", "lr": 0.003, "epochs": 1, "batch_size": 8}]
+    if change:
+        change(config)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture(scope="module")
+def workflow(repo, tmp_path_factory) -> Path:
+    """A copy of the workflow with a tiny config, run once to a submission."""
+    workdir = tmp_path_factory.mktemp("wf")
+    shutil.copy(repo / "Snakefile", workdir)
+    shutil.copytree(repo / "workflow", workdir / "workflow")
+    shutil.copytree(repo / "envs", workdir / "envs")
+    (workdir / "profiles").symlink_to("workflow/profiles")
+    write_config(workdir, repo)
+    result = snakemake(workdir, "submission")  # cores and gpu=1 come from the default profile
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_the_dag_reaches_a_valid_submission(workflow):
+    data = workflow / "results/data/synthetic"
+    sample = pd.read_csv(data / "sample_submission.csv")
+    sub = pd.read_csv(workflow / "results/submission.csv", keep_default_na=False)
+    assert sub["id"].tolist() == sample["id"].tolist()
+    assert all(rle.decode(code, (101, 101)).shape == (101, 101) for code in sub["rle_mask"])
+    train = pd.read_csv(data / "train.csv")
+    oof_ids, oof = read_probs(workflow / "results/stage1/unet_r10/oof.parquet")
+    assert oof_ids == train["id"].tolist() and oof.shape == (len(train), 101, 101)
+    cv = json.loads((workflow / "results/stage1/ensemble/cv.json").read_text())
+    assert 0 <= cv["metric_at_0.5"] <= cv["metric_tuned"] <= 1
+    for fold in (0, 1):
+        fold_dir = workflow / f"results/stage1/unet_r10/fold{fold}"
+        metrics = json.loads((fold_dir / "metrics.json").read_text())
+        params = json.loads((fold_dir / "params.json").read_text())
+        assert metrics["fold"] == fold and metrics["epochs"] == 1
+        assert params["phases"][0]["epochs"] == 1 and params["model"]["encoder_name"] == "resnet10t"
+        assert (workflow / f"results/logs/train/unet_r10_fold{fold}.log").stat().st_size > 0
+        assert (workflow / f"results/benchmarks/train/unet_r10_fold{fold}.tsv").is_file()
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """``{rule: count}`` from a dry run's job table."""
+    counts, in_table = {}, False
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+        elif in_table and len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+        elif in_table and parts and parts[0] == "total":
+            break
+    return counts
+
+
+@pytest.mark.slow
+def test_nothing_to_do_after_a_run(workflow):
+    result = snakemake(workflow, "-n", "submission")
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_one_fold_target_rebuilds_that_fold_alone(workflow):
+    target = "results/stage1/unet_r10/fold1/model.pt"
+    result = snakemake(workflow, "-n", "--forcerun", target, "--", target)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_jobs(result) == {"train": 1}
+
+
+@pytest.mark.slow
+def test_a_changed_model_value_reruns_that_model_and_what_follows(workflow, repo):
+    def change(config):
+        config["models"]["unet_r10"]["phases"][0]["lr"] = 0.002
+
+    write_config(workflow, repo, change)
+    try:
+        result = snakemake(workflow, "-n", "submission")
+    finally:
+        write_config(workflow, repo)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_jobs(result) == {
+        "train": 2,
+        "predict": 2,
+        "merge_folds": 1,
+        "ensemble_stage1": 1,
+        "submission": 1,
+    }
+
+
+@pytest.mark.slow
+def test_users_word_order_works_with_a_double_dash(workflow):
+    result = snakemake(workflow, "-n", "--cores", "2", "--resources", "gpu=1", "--", "submission")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_bad_config_value_stops_with_one_line(repo, tmp_path):
+    shutil.copy(repo / "Snakefile", tmp_path)
+    shutil.copytree(repo / "workflow", tmp_path / "workflow")
+    write_config(tmp_path, repo, lambda c: c["folds"].update(n_folds="five"))
+    result = snakemake(tmp_path, "-n", "--cores", "1")
+    assert result.returncode != 0
+    assert result.stderr.strip() == "config: folds.n_folds: 'five' is not of type 'integer'"
+
+
+def test_a_missing_data_dir_stops_with_one_line(repo, tmp_path):
+    shutil.copy(repo / "Snakefile", tmp_path)
+    shutil.copytree(repo / "workflow", tmp_path / "workflow")
+    write_config(tmp_path, repo, lambda c: c.update(data_dir="no/such/dir"))
+    result = snakemake(tmp_path, "-n", "--cores", "1")
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("config: data_dir: expected 'synthetic' or a Kaggle")
+
+
+def test_lint_is_clean(repo):
+    result = snakemake(repo, "--lint", "--cores", "1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "Lints for" not in result.stdout + result.stderr
