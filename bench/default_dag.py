@@ -1,0 +1,77 @@
+"""Time the default DAG from a fresh copy of the workflow; write bench/default_dag.json.
+
+Usage: python bench/default_dag.py [--cores N] [--config KEY=VALUE ...]
+Runs `snakemake submission` in a temporary copy (nothing in results/ is reused), then records the
+wall time, each rule's summed run time from its benchmark files, the CV scores and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def machine() -> dict:
+    """The machine and library versions a number was measured with."""
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "versions": {p: version(p) for p in ["torch", "timm", "snakemake", "numpy", "saltseg"]},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cores", default="all")
+    parser.add_argument("--config", nargs="*", default=[])
+    parser.add_argument("--out", default=str(REPO / "bench" / "default_dag.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name in ["Snakefile", "config.yaml"]:
+            shutil.copy(REPO / name, work)
+        for name in ["workflow", "envs"]:
+            shutil.copytree(REPO / name, work / name)
+        (work / "profiles").symlink_to("workflow/profiles")
+        command = ["snakemake", "submission", "--cores", args.cores]
+        if args.config:
+            command += ["--config", *args.config]
+        start = time.perf_counter()
+        subprocess.run(command, cwd=work, check=True, capture_output=True)
+        wall = time.perf_counter() - start
+        rules = {}
+        for tsv in (work / "results/benchmarks").rglob("*.tsv"):
+            rule = tsv.parent.name
+            rules[rule] = rules.get(rule, 0.0) + float(pd.read_csv(tsv, sep="\t")["s"].sum())
+        cv = json.loads((work / "results/stage1/ensemble/cv.json").read_text())
+    result = {
+        "command": " ".join(command),
+        "wall_seconds": round(wall, 1),
+        "rule_seconds": {k: round(v, 1) for k, v in sorted(rules.items())},
+        "cv": cv,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
