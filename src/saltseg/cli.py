@@ -101,6 +101,15 @@ def _runtime(args: argparse.Namespace):
     return resolve_runtime(args.device, args.amp, args.channels_last)
 
 
+def _gpu_slots(device: str) -> int:
+    """GPUs to share between concurrent jobs: all visible ones, unless a device is pinned."""
+    if device not in ("auto", "cuda"):
+        return 0
+    import torch
+
+    return torch.cuda.device_count()  # asks NVML; CUDA itself starts only after the claim
+
+
 def run(args: argparse.Namespace) -> None:
     """Dispatch parsed arguments to :mod:`saltseg.steps` (imported late: ``-h`` stays fast)."""
     if args.command == "synth":
@@ -118,37 +127,40 @@ def run(args: argparse.Namespace) -> None:
         )
         return
     from saltseg import steps
+    from saltseg.training.gpus import claim_gpu
 
     if args.command == "folds":
         steps.folds(args.data_dir, args.out, args.n_folds, args.seed, args.stratify, args.tile_size)
     elif args.command == "train":
         params = json.loads(args.params)
-        steps.train(
-            args.data_dir,
-            args.folds,
-            args.fold,
-            args.n_folds,
-            params,
-            args.tile_size,
-            args.seed,
-            _runtime(args),
-            args.out_dir,
-            args.workers,
-        )
+        with claim_gpu(_gpu_slots(args.device)):
+            steps.train(
+                args.data_dir,
+                args.folds,
+                args.fold,
+                args.n_folds,
+                params,
+                args.tile_size,
+                args.seed,
+                _runtime(args),
+                args.out_dir,
+                args.workers,
+            )
     elif args.command == "predict":
-        steps.predict(
-            args.model,
-            args.data_dir,
-            args.folds,
-            args.fold,
-            args.n_folds,
-            args.tile_size,
-            _runtime(args),
-            args.tta.split(","),
-            args.batch_size,
-            args.oof,
-            args.test,
-        )
+        with claim_gpu(_gpu_slots(args.device)):
+            steps.predict(
+                args.model,
+                args.data_dir,
+                args.folds,
+                args.fold,
+                args.n_folds,
+                args.tile_size,
+                _runtime(args),
+                args.tta.split(","),
+                args.batch_size,
+                args.oof,
+                args.test,
+            )
     elif args.command == "merge":
         steps.merge(
             args.data_dir,

@@ -1,0 +1,64 @@
+"""GPU slot assignment, tested without a GPU: each job process gets its own device index."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from saltseg.training import gpus
+from saltseg.training.gpus import claim_gpu
+
+SRC = Path(gpus.__file__).resolve().parents[2]  # the package under test, not another install
+
+HOLD = """
+import os, sys, time
+from saltseg.training.gpus import claim_gpu
+with claim_gpu(int(sys.argv[1]), sys.argv[2]) as slot:
+    print(slot, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_visible_devices(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
+def start_job(n_gpus: int, lock_dir) -> tuple[subprocess.Popen, str]:
+    """A process that claims a slot and holds it; returns it and the 'slot device' it printed."""
+    job = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(n_gpus), str(lock_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
+    return job, job.stdout.readline().strip()
+
+
+def test_concurrent_jobs_get_distinct_devices_and_a_kill_frees_one(tmp_path):
+    jobs = [start_job(3, tmp_path) for _ in range(3)]
+    try:
+        assert [seen for _, seen in jobs] == ["0 0", "1 1", "2 2"]
+        with pytest.raises(RuntimeError, match="all 3 GPU slots"):
+            with claim_gpu(3, tmp_path):
+                pass
+        jobs[1][0].send_signal(signal.SIGKILL)  # kill -9: the kernel drops its lock
+        jobs[1][0].wait()
+        with claim_gpu(3, tmp_path) as slot:
+            assert slot == 1 and os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+        assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    finally:
+        for job, _ in jobs:
+            job.kill()
+            job.wait()
+
+
+def test_cpu_runs_and_scheduler_choices_are_left_alone(tmp_path, monkeypatch):
+    with claim_gpu(0, tmp_path) as slot:
+        assert slot is None and "CUDA_VISIBLE_DEVICES" not in os.environ
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
+    with claim_gpu(2, tmp_path) as slot:
+        assert slot is None and os.environ["CUDA_VISIBLE_DEVICES"] == "5"
