@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
@@ -33,8 +33,15 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
-        "versions": {p: version(p) for p in ["torch", "timm", "snakemake", "numpy", "saltseg"]},
+        "versions": {p: _version(p) for p in ["torch", "timm", "snakemake", "numpy", "saltseg"]},
     }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def main() -> None:
