@@ -22,6 +22,10 @@ if DATA_DIR != SYNTHETIC_DIR and not Path(DATA_DIR).is_dir():
         f"config: data_dir: expected 'synthetic' or a Kaggle-layout directory, "
         f"{DATA_DIR!r} does not exist"
     )
+# Jobs run `python -m saltseg` from this workflow's own src/ (also inside conda envs that hold
+# only the dependencies), never from another installed copy.
+SRC = Path(workflow.basedir) / "src"
+shell.prefix(f"export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 FOLDS = list(range(config["folds"]["n_folds"]))
 STAGE1_MODELS = config["stage1"]["models"]
 RUNTIME = config["runtime"]

@@ -11,7 +11,7 @@ rule synthetic_data:
         synth=config["synthetic"],
         tile=config["tile_size"],
     shell:
-        "saltseg synth --out {output} --seed {params.synth[seed]}"
+        "python -m saltseg synth --out {output} --seed {params.synth[seed]}"
         " --sections {params.synth[sections]} --rows {params.synth[rows]}"
         " --cols {params.synth[cols]} --train-fraction {params.synth[train_fraction]}"
         " --blank-fraction {params.synth[blank_fraction]} --tile-size {params.tile} > {log} 2>&1"
@@ -33,6 +33,6 @@ rule folds:
         seed=config["seed"],
         tile=config["tile_size"],
     shell:
-        "saltseg folds --data-dir {input} --out {output} --n-folds {params.folds[n_folds]}"
+        "python -m saltseg folds --data-dir {input} --out {output} --n-folds {params.folds[n_folds]}"
         " --stratify {params.folds[stratify]} --seed {params.seed} --tile-size {params.tile}"
         " > {log} 2>&1"

@@ -22,7 +22,7 @@ rule train:
         runtime=RUNTIME,
         out_dir=subpath(output.model, parent=True),
     shell:
-        "saltseg train --data-dir {input.data} --folds {input.folds} --fold {wildcards.fold}"
+        "python -m saltseg train --data-dir {input.data} --folds {input.folds} --fold {wildcards.fold}"
         " --n-folds {params.n_folds} --tile-size {params.tile} --params {params.model:q}"
         " --seed {params.seed} --device {params.runtime[device]} --amp {params.runtime[amp]}"
         " --channels-last {params.runtime[channels_last]} --threads {threads}"
@@ -53,7 +53,7 @@ rule predict:
         tta=",".join(config["predict"]["tta"]),
         batch_size=config["predict"]["batch_size"],
     shell:
-        "saltseg predict --model {input.model} --data-dir {input.data} --folds {input.folds}"
+        "python -m saltseg predict --model {input.model} --data-dir {input.data} --folds {input.folds}"
         " --fold {wildcards.fold} --n-folds {params.n_folds} --tile-size {params.tile}"
         " --device {params.runtime[device]} --amp {params.runtime[amp]}"
         " --channels-last {params.runtime[channels_last]} --threads {threads}"
@@ -79,7 +79,7 @@ rule merge_folds:
     params:
         tile=config["tile_size"],
     shell:
-        "saltseg merge --data-dir {input.data} --tile-size {params.tile}"
+        "python -m saltseg merge --data-dir {input.data} --tile-size {params.tile}"
         " --oof-parts {input.oof} --test-parts {input.test}"
         " --oof {output.oof} --test {output.test} --cv {output.cv} > {log} 2>&1"
 
@@ -102,6 +102,6 @@ rule ensemble_stage1:
     params:
         tile=config["tile_size"],
     shell:
-        "saltseg ensemble --data-dir {input.data} --tile-size {params.tile}"
+        "python -m saltseg ensemble --data-dir {input.data} --tile-size {params.tile}"
         " --oof-parts {input.oof} --test-parts {input.test}"
         " --oof {output.oof} --test {output.test} --cv {output.cv} > {log} 2>&1"

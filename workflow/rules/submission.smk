@@ -19,5 +19,5 @@ rule submission:
         tile=config["tile_size"],
         threshold=config["submission"]["threshold"],
     shell:
-        "saltseg submit --probs {input.probs} --cv {input.cv} --data-dir {input.data}"
+        "python -m saltseg submit --probs {input.probs} --cv {input.cv} --data-dir {input.data}"
         " --tile-size {params.tile} --threshold {params.threshold} --out {output} > {log} 2>&1"
