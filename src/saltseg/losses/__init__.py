@@ -1,20 +1,47 @@
-"""Segmentation losses on logits ``(B, 1, H, W)`` and binary targets of the same shape."""
+"""Segmentation losses on logits ``(B, 1, H, W)`` and binary targets of the same shape.
+
+Every loss in :data:`LOSSES` takes ``(output, target)`` where ``output`` is a logits tensor or a
+deep-supervised model's training dict (``{"logits", "side", "empty_logit"}``); losses other than
+``deep_supervision*`` read its ``"logits"``.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
 
 from saltseg.losses.bce_dice import bce_dice_loss, dice_loss
+from saltseg.losses.deep_supervision import deep_supervision_loss
+from saltseg.losses.lovasz import lovasz_hinge
 
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "bce_dice": bce_dice_loss,
-    "dice": dice_loss,
+Loss = Callable[[torch.Tensor | dict, torch.Tensor], torch.Tensor]
+
+
+def _on_logits(loss: Callable[..., torch.Tensor], **options) -> Loss:
+    """``loss`` applied to ``output["logits"]`` when a model hands it a dict."""
+
+    @functools.wraps(loss)
+    def wrapped(output: torch.Tensor | dict, target: torch.Tensor) -> torch.Tensor:
+        logits = output["logits"] if isinstance(output, dict) else output
+        return loss(logits, target, **options)
+
+    return wrapped
+
+
+LOSSES: dict[str, Loss] = {
+    "bce_dice": _on_logits(bce_dice_loss),
+    "dice": _on_logits(dice_loss),
+    "lovasz": _on_logits(lovasz_hinge),
+    "lovasz_elu": _on_logits(lovasz_hinge, activation="elu"),
+    "lovasz_symmetric": _on_logits(lovasz_hinge, symmetric=True),
+    "deep_supervision": deep_supervision_loss,
+    "deep_supervision_elu": functools.partial(deep_supervision_loss, activation="elu"),
 }
 
 
-def build_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def build_loss(name: str) -> Loss:
     """The loss called ``name``; an unknown name lists the valid ones."""
     if name not in LOSSES:
         raise ValueError(f"loss: expected one of {', '.join(sorted(LOSSES))}, got {name!r}")

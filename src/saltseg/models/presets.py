@@ -1,0 +1,162 @@
+"""The architectures as compositions: one builder, :func:`assemble`, and a default set per preset.
+
+Every preset accepts every keyword of :func:`assemble`, so a config can swap any part (a smaller
+``encoder_name`` for CPU profiles and tests, other ``decoder_channels``, ``pretrained``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from saltseg.models.base import SegmentationModel
+from saltseg.models.blocks import Hypercolumn, LastStage
+from saltseg.models.centers import build_center
+from saltseg.models.decoders import GauDecoder, UnetDecoder
+from saltseg.models.encoders import TimmEncoder
+from saltseg.models.geometry import Geometry
+from saltseg.models.heads import DeepSupervision, SegmentationHead
+
+DECODERS = ("unet", "gau")
+
+
+def assemble(
+    *,
+    tile: int,
+    encoder_name: str,
+    decoder_channels: list[int],
+    pretrained: str = "none",
+    in_channels: int = 1,
+    stem: str = "default",
+    resize_to: int | None = None,
+    pad_to: int | None = None,
+    center: str = "none",
+    center_channels: int = 256,
+    decoder: str = "unet",
+    upsample: str = "nearest",
+    attention: str = "none",
+    gcn_kernel: int = 7,
+    hypercolumn: bool = False,
+    hypercolumn_channels: int = 64,
+    deep_supervision: bool = False,
+) -> SegmentationModel:
+    """Build a model from its parts.
+
+    Args:
+        tile: side of the input tiles (101).
+        encoder_name: a timm model with ``features_only`` (``resnet34``, ``resnext50_32x4d``).
+        decoder_channels: output channels of each decoder block, deepest first.
+        pretrained: ``none``, ``imagenet`` or a local weights file.
+        in_channels: input channels (1 for seismic tiles).
+        stem: ``default`` or ``stride1`` (3x3 stride-1 first conv, no first max-pool).
+        resize_to: side after bilinear resizing; ``None`` keeps ``tile``.
+        pad_to: side after reflect padding (a multiple of the encoder stride); ``None`` keeps
+            ``resize_to``.
+        center: ``none``, ``fpa`` (Feature Pyramid Attention) or ``gcn`` (conv3x3 + GCN).
+        center_channels: the center's output channels (unused for ``none``).
+        decoder: ``unet`` (upsample, concat skip, 2 conv3x3+BN, optional scSE) or ``gau``
+            (Global Attention Upsample blocks).
+        upsample: ``nearest``, ``bilinear`` or ``transpose`` (``unet`` decoder only).
+        attention: ``none`` or ``scse`` after each ``unet`` decoder block.
+        gcn_kernel: ``k`` of every GCN (``gcn`` center, ``gau`` decoder).
+        hypercolumn: fuse all decoder stages (upsample, concat, 1x1 conv) instead of the last.
+        hypercolumn_channels: channels of the hypercolumn's 1x1 mixing conv.
+        deep_supervision: add side outputs and an empty/non-empty classifier (training mode).
+    Returns:
+        A :class:`SegmentationModel` mapping ``(B, in_channels, tile, tile)`` to tile logits.
+    """
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder: expected one of {', '.join(DECODERS)}, got {decoder!r}")
+    encoder = TimmEncoder(encoder_name, in_channels, pretrained, stem=stem)
+    resize_to = resize_to or tile
+    geometry = Geometry(tile, resize_to, pad_to or resize_to, encoder.output_stride)
+    mid = build_center(center, encoder.out_channels[-1], center_channels, gcn_kernel)
+    channels = [*encoder.out_channels[:-1], mid.out_channels]
+    if decoder == "gau":
+        dec = GauDecoder(channels, decoder_channels, gcn_kernel)
+    else:
+        dec = UnetDecoder(channels, encoder.reductions, decoder_channels, upsample, attention)
+    if hypercolumn:
+        fuse = Hypercolumn(dec.stage_channels, hypercolumn_channels)
+    else:
+        fuse = LastStage(dec.stage_channels)
+    side = DeepSupervision(dec.stage_channels, mid.out_channels) if deep_supervision else None
+    head = SegmentationHead(fuse.out_channels)
+    return SegmentationModel(geometry, encoder, dec, head, mid, fuse, side)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # the foundation's U-Net: nearest upsampling, no attention, reflect-pad 101 -> 128
+    "unet": {
+        "encoder_name": "resnet18",
+        "decoder_channels": [256, 128, 64, 32, 16],
+        "pad_to": 128,
+    },
+    # b.e.s.: ResNeXt50, decoder blocks upsample + conv3x3+BN + scSE; 101 -> resize 192 -> pad 224
+    "bes_resnext50": {
+        "encoder_name": "resnext50_32x4d",
+        "decoder_channels": [256, 128, 64, 64, 32],
+        "resize_to": 192,
+        "pad_to": 224,
+        "upsample": "bilinear",
+        "attention": "scse",
+    },
+    # phalanx: ResNet34, transposed conv + scSE + hypercolumn; 101 -> resize 202 -> pad 256
+    "phalanx_resnet34": {
+        "encoder_name": "resnet34",
+        "decoder_channels": [128, 64, 64, 32, 16],
+        "resize_to": 202,
+        "pad_to": 256,
+        "upsample": "transpose",
+        "attention": "scse",
+        "hypercolumn": True,
+        "hypercolumn_channels": 32,
+    },
+    # ResNet34 + scSE, stride-1 stem, FPA center, transposed conv + scSE + hypercolumn; pad 128
+    "pad128": {
+        "encoder_name": "resnet34",
+        "decoder_channels": [64, 64, 64, 64],
+        "stem": "stride1",
+        "pad_to": 128,
+        "center": "fpa",
+        "upsample": "transpose",
+        "attention": "scse",
+        "hypercolumn": True,
+    },
+    # stride-1 stem, conv3x3+GCN center, GAU decoder, hypercolumn, deep supervision; resize 128
+    "resize128": {
+        "encoder_name": "resnet34",
+        "decoder_channels": [64, 64, 64, 64],
+        "stem": "stride1",
+        "resize_to": 128,
+        "center": "gcn",
+        "decoder": "gau",
+        "hypercolumn": True,
+        "deep_supervision": True,
+    },
+}
+
+KEYWORDS = tuple(inspect.signature(assemble).parameters)
+
+
+def preset(name: str) -> Callable[..., SegmentationModel]:
+    """The builder of preset ``name``: :func:`assemble` with its defaults, overridable by keyword.
+
+    An unknown keyword raises ``ValueError`` listing the valid ones.
+    """
+    defaults = PRESETS[name]
+
+    @functools.wraps(assemble)
+    def build(*, tile: int, **kwargs: Any) -> SegmentationModel:
+        unknown = sorted(set(kwargs) - set(KEYWORDS))
+        if unknown:
+            raise ValueError(
+                f"model: unknown keyword(s) {', '.join(unknown)} for {name}; expected names from "
+                f"{', '.join(k for k in KEYWORDS if k != 'tile')}"
+            )
+        return assemble(tile=tile, **{**defaults, **kwargs})
+
+    build.__name__ = build.__qualname__ = name
+    return build
