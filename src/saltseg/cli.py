@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-size", type=int, default=101)
     p.add_argument("--threshold", choices=["fixed", "tuned"], default="tuned")
     p.add_argument("--out", required=True)
+    p = sub.add_parser("model-summary", help="one JSON line: size, geometry, output, CPU time")
+    p.add_argument("preset", help="an architecture name (see saltseg.models.ARCHITECTURES)")
+    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--model", default="{}", help="the preset's keyword overrides as JSON")
     return parser
 
 
@@ -112,6 +118,14 @@ def _gpu_slots(device: str) -> int:
 
 def run(args: argparse.Namespace) -> None:
     """Dispatch parsed arguments to :mod:`saltseg.steps` (imported late: ``-h`` stays fast)."""
+    if args.command == "model-summary":
+        from saltseg.models.summary import model_summary
+
+        summary = model_summary(
+            args.preset, args.tile_size, args.batch, threads=args.threads, **json.loads(args.model)
+        )
+        print(json.dumps(summary))
+        return
     if args.command == "synth":
         from saltseg.data.synthetic import generate
 
