@@ -103,6 +103,13 @@ def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path):
     assert np.isfinite(result["history"][0]["train_loss"])
 
 
+def test_torch_compile_path_trains_on_cpu(tmp_path):
+    runtime = resolve_runtime("cpu", "false", "false", compile=True)
+    result = run_fit(params(epochs=1), tmp_path, runtime)
+    assert np.isfinite(result["history"][0]["train_loss"])
+    assert not any(k.startswith("_orig_mod") for k in result["snapshots"][0])
+
+
 def test_runtime_choices():
     auto = resolve_runtime()
     assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -142,3 +149,42 @@ def test_phase_validation_errors(tmp_path):
     bad["phases"][0]["optimizer"] = "lamb"
     with pytest.raises(ValueError, match="optimizer: expected one of adam, rmsprop, sgd"):
         run_fit(bad, tmp_path)
+
+
+def test_imagenet_weights_offline_fail_fast_in_one_line(tmp_path):
+    """A fresh process with an empty cache and no network: one line within seconds, no hang."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import saltseg
+
+    env = {
+        **os.environ,
+        "HF_HOME": str(tmp_path / "hf"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "PYTHONPATH": str(Path(saltseg.__file__).resolve().parents[1]),
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    model = json.dumps({"encoder_name": "resnet10t", "pretrained": "imagenet"})
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "saltseg", "model-summary", "unet", "--model", model],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode == 0:
+        pytest.skip("this machine reaches the Hugging Face hub")
+    assert time.perf_counter() - start < 30
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()
+    assert len(message) == 1
+    assert message[0].startswith(
+        "saltseg model-summary: error: pretrained: could not load ImageNet weights for resnet10t"
+    )
+    assert "local weights path" in message[0]

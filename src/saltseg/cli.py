@@ -13,6 +13,7 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amp", default="auto", help="mixed precision: auto (on for CUDA), true, false")
     p.add_argument("--channels-last", default="auto", help="auto (on for CUDA), true, false")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
 
 
 def _fold_args(p: argparse.ArgumentParser) -> None:
@@ -104,7 +105,7 @@ def _runtime(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    return resolve_runtime(args.device, args.amp, args.channels_last)
+    return resolve_runtime(args.device, args.amp, args.channels_last, args.compile)
 
 
 def _gpu_slots(device: str) -> int:

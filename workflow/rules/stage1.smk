@@ -21,12 +21,14 @@ rule train:
         tile=config["tile_size"],
         runtime=RUNTIME,
         out_dir=subpath(output.model, parent=True),
+        compile="--compile" if RUNTIME["compile"] else "",
     shell:
         "python -m saltseg train --data-dir {input.data} --folds {input.folds} --fold {wildcards.fold}"
         " --n-folds {params.n_folds} --tile-size {params.tile} --params {params.model:q}"
         " --seed {params.seed} --device {params.runtime[device]} --amp {params.runtime[amp]}"
         " --channels-last {params.runtime[channels_last]} --threads {threads}"
-        " --workers {params.runtime[workers]} --out-dir {params.out_dir} > {log} 2>&1"
+        " --workers {params.runtime[workers]} {params.compile} --out-dir {params.out_dir}"
+        " > {log} 2>&1"
 
 
 rule predict:

@@ -14,15 +14,12 @@ Contract (every encoder here keeps it, and the tests check it):
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import timm
 import torch
 from torch import nn
 
-from saltseg.errors import InputError
+from saltseg.models.weights import create_timm
 
-PRETRAINED_CHOICES = "'none', 'imagenet' or a path to a local weights file"
 STEMS = ("default", "stride1")
 
 
@@ -60,7 +57,7 @@ class TimmEncoder(nn.Module):
             "out_indices": tuple(range(depth)),
         }
         self.name, self.in_channels = encoder_name, in_channels
-        self.model = _create(encoder_name, pretrained, kwargs)
+        self.model = create_timm(encoder_name, pretrained, kwargs)
         if stem == "stride1":
             stride1_stem(self.model, encoder_name)
         self.out_channels: list[int] = list(self.model.feature_info.channels())
@@ -151,24 +148,3 @@ def _module_key(model: nn.Module, name: str) -> str:
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
-def _create(name: str, pretrained: str, kwargs: dict) -> nn.Module:
-    if pretrained == "none":
-        return timm.create_model(name, pretrained=False, **kwargs)
-    if pretrained == "imagenet":
-        try:
-            return timm.create_model(name, pretrained=True, **kwargs)
-        except Exception as err:  # network, cache and hub errors all mean the same to a user
-            raise InputError(
-                "pretrained",
-                f"could not load ImageNet weights for {name} ({type(err).__name__}: "
-                f"{str(err).splitlines()[0][:160] if str(err) else ''}); put them in the Hugging "
-                "Face cache, give a local weights path, or set pretrained: none",
-            ) from None
-    path = Path(pretrained)
-    if not path.is_file():
-        raise InputError("pretrained", f"expected {PRETRAINED_CHOICES}, got {pretrained!r}")
-    return timm.create_model(
-        name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
-    )

@@ -17,11 +17,13 @@ class Runtime:
         amp_dtype: the autocast dtype, or None for full precision. On CUDA bf16 where supported,
             fp16 (with a gradient scaler) otherwise; on CPU bf16 when asked for.
         channels_last: whether models and batches use the channels-last memory format.
+        compile: whether training runs the model through ``torch.compile``.
     """
 
     device: torch.device
     amp_dtype: torch.dtype | None
     channels_last: bool
+    compile: bool = False
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -38,7 +40,7 @@ class Runtime:
 
 
 def resolve_runtime(
-    device: str = "auto", amp: str = "auto", channels_last: str = "auto"
+    device: str = "auto", amp: str = "auto", channels_last: str = "auto", compile: bool = False
 ) -> Runtime:
     """Turn config words into a :class:`Runtime`.
 
@@ -46,6 +48,7 @@ def resolve_runtime(
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         amp: ``auto`` (on for CUDA), ``true`` or ``false``.
         channels_last: ``auto`` (on for CUDA), ``true`` or ``false``.
+        compile: ``torch.compile`` the model for training.
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -59,7 +62,7 @@ def resolve_runtime(
         bf16 = not on_cuda or torch.cuda.is_bf16_supported()
         dtype = torch.bfloat16 if bf16 else torch.float16
     use_cl = on_cuda if channels_last == "auto" else _flag("channels_last", channels_last)
-    return Runtime(dev, dtype, use_cl)
+    return Runtime(dev, dtype, use_cl, compile)
 
 
 def _flag(name: str, value: str | bool) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from saltseg.data.augment import build_augment
 from saltseg.data.dataset import TileDataset
@@ -37,14 +39,16 @@ def fit(
     """Train ``model`` through ``params["phases"]``, resuming from ``work_dir/checkpoint.pt``.
 
     Args:
-        model: the network (moved to ``runtime.device`` here).
+        model: the network (moved to ``runtime.device`` here; compiled for training when
+            ``runtime.compile``).
         params: the model's config: ``phases`` (each loss, optimizer, lr, schedule, epochs,
             batch_size, snapshots) and ``augment``.
         train, val: labelled tiles; ``val`` is scored after every epoch (metric at 0.5, no TTA).
-        runtime: device and precision.
+        runtime: device, precision, memory format.
         work_dir: where ``checkpoint.pt`` lives between epochs.
         seed: seeds the batch order and augmentations of every epoch, so a resumed run
             replays the same epochs.
+        num_workers: DataLoader processes (persistent within a phase; pinned memory on CUDA).
     Returns:
         ``{"snapshots": [state_dict, ...], "history": [row per epoch]}``; the snapshots are the
         weights at the end of each cosine cycle of phases with ``snapshots > 0``, or the final
@@ -55,9 +59,11 @@ def fit(
     model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if runtime.compile else model
     state = checkpoint.load(path, key) or {"phase": 0, "epoch": 0, "snapshots": [], "history": []}
     if state["phase"] or state["epoch"]:
         model.load_state_dict(state["model"])
+        torch.set_rng_state(state["rng"])
         log.info("resuming at phase %d epoch %d from %s", state["phase"], state["epoch"], path)
     dataset = TileDataset(train.images, train.masks, build_augment(params.get("augment", [])))
     for p, phase in enumerate(params["phases"]):
@@ -71,28 +77,22 @@ def fit(
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
             scaler.load_state_dict(state["scaler"])
+        loader = _loader(dataset, phase["batch_size"], runtime, num_workers)
         for epoch in range(state["epoch"] if p == state["phase"] else 0, phase["epochs"]):
-            row = _epoch(
-                model,
-                dataset,
-                phase,
-                loss_fn,
-                optimizer,
-                scaler,
-                runtime,
-                seed,
-                p,
-                epoch,
-                num_workers,
-            )
+            epoch_seed = seed * 100_003 + p * 1_009 + epoch
+            loader.generator.manual_seed(epoch_seed)
+            if dataset.augment is not None:
+                dataset.augment.set_random_seed(epoch_seed)
+            model.train()
+            row = {"phase": p, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+            row.update(_epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row))
             row.update(_validate(model, val, loss_fn, runtime, phase["batch_size"]))
             _step(schedule, row["val_loss"])
             state["history"].append(row)
             log.info(
-                "%s",
                 " ".join(
                     f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                ),
+                )
             )
             if phase.get("snapshots", 0) and (epoch + 1) % cycle_epochs(phase) == 0:
                 state["snapshots"].append(_cpu_state(model))
@@ -103,6 +103,7 @@ def fit(
                 optimizer=optimizer.state_dict(),
                 schedule=schedule.state_dict(),
                 scaler=scaler.state_dict(),
+                rng=torch.get_rng_state(),
                 key=key,
             )
             checkpoint.save(path, state)
@@ -111,39 +112,43 @@ def fit(
     return {"snapshots": snapshots, "history": state["history"]}
 
 
-def _epoch(model, dataset, phase, loss_fn, optimizer, scaler, runtime, seed, p, epoch, workers):
-    """One pass over the training set; returns the history row's training part."""
-    epoch_seed = seed * 100_003 + p * 1_009 + epoch
-    generator = torch.Generator().manual_seed(epoch_seed)
-    if dataset.augment is not None:
-        dataset.augment.set_random_seed(epoch_seed)
-    loader = DataLoader(
+def _loader(dataset: TileDataset, batch_size: int, runtime: Runtime, workers: int) -> DataLoader:
+    """One loader per phase: shuffled by its own generator (reseeded every epoch)."""
+    return DataLoader(
         dataset,
-        batch_size=phase["batch_size"],
+        batch_size=batch_size,
         shuffle=True,
-        drop_last=len(dataset) > phase["batch_size"],
-        generator=generator,
+        drop_last=len(dataset) > batch_size,
+        generator=torch.Generator(),
         num_workers=workers,
         pin_memory=runtime.device.type == "cuda",
+        persistent_workers=workers > 0,
         worker_init_fn=_seed_worker if workers else None,
     )
-    model.train()
+
+
+def _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row) -> dict[str, float]:
+    """One pass over the training set: mean loss, seconds, images/s."""
     start, total, count = time.perf_counter(), 0.0, 0
-    for x, y in loader:
+    batches = tqdm(
+        loader,
+        desc=f"phase {row['phase']} epoch {row['epoch']}",
+        leave=False,
+        disable=not sys.stderr.isatty(),
+    )
+    for x, y in batches:
         x, y = runtime.to(x), y.to(runtime.device, non_blocking=True)
         with runtime.autocast():
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(forward(x), y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         total += loss.item() * len(x)
         count += len(x)
+        batches.set_postfix(loss=f"{total / count:.4f}", refresh=False)
     seconds = time.perf_counter() - start
     return {
-        "phase": p,
-        "epoch": epoch,
-        "lr": optimizer.param_groups[0]["lr"],
         "train_loss": total / max(count, 1),
         "seconds": seconds,
         "images_per_s": count / seconds,
