@@ -1,0 +1,187 @@
+"""Training and inference images/s of every preset and of a plain smp U-Net baseline, same run.
+
+Usage: python bench/presets.py [--device auto|cpu|cuda] [--batch-size N] [--steps N] [--warmup N]
+    [--threads N] [--only NAME ...] [--out PATH] [--quick]  (needs ``pip install -e .[bench]``)
+Synthetic 101x101 batches, one device. Training: forward + loss (bce_dice, deep_supervision for
+deep-supervised presets) + backward + Adam step, under the library's runtime (bf16 autocast and
+channels_last on CUDA). Inference: ``predict_probs``, with and without hflip TTA. The baseline
+(smp ``Unet("resnet34")``, tiles reflect-padded 101 -> 128 and cropped back) always runs, as
+ratios are to it. ``--quick``: 1 warmup, 1 step, batch 2. Default out: bench/presets_<dev>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from argparse import ArgumentParser, Namespace
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import segmentation_models_pytorch as smp
+import torch
+from default_dag import REPO, machine
+from torch import nn
+
+from saltseg.data.dataset import to_tensor
+from saltseg.inference.predict import predict_probs
+from saltseg.losses import build_loss
+from saltseg.models import ARCHITECTURES, build_model
+from saltseg.models.geometry import Geometry
+from saltseg.models.presets import PRESETS
+from saltseg.training.device import Runtime, resolve_runtime
+
+TILE = 101
+BASELINE = "smp_unet_resnet34"
+TTA = ("none", "hflip")
+Data = tuple[np.ndarray, np.ndarray]  # uint8 images and 0/1 masks, (N, 101, 101)
+GOAL = (
+    "every preset at least as fast per image as the baseline of similar size on CPU "
+    "(ratio_to_baseline >= 1), and >= 1.5x the baseline on a GPU"
+)
+
+
+class PaddedBaseline(nn.Module):
+    """smp Unet-resnet34 on 101 tiles: reflect-pad to 128, crop the logits back (like Geometry)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.geometry = Geometry(TILE, TILE, 128, 32)
+        self.net = smp.Unet("resnet34", encoder_weights=None, in_channels=1, classes=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.geometry.to_tile(self.net(self.geometry.to_network(x)))
+
+
+def synthetic(n: int, seed: int = 0) -> Data:
+    """``n`` noise tiles ``uint8`` and masks: half empty, half salt below a random depth."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, TILE, TILE), dtype=np.uint8)
+    depth = rng.integers(10, 90, n)[:, None, None]
+    masks = (np.arange(TILE)[None, :, None] >= depth) & (np.arange(n) % 2 == 1)[:, None, None]
+    return images, np.broadcast_to(masks, images.shape).astype(np.uint8)
+
+
+def sync(runtime: Runtime) -> None:
+    if runtime.device.type == "cuda":
+        torch.cuda.synchronize(runtime.device)
+
+
+def train_rate(model: nn.Module, loss: str, runtime: Runtime, data: Data, args: Namespace) -> float:
+    """Training images/s over ``args.steps`` steps on one fixed batch, after ``args.warmup``."""
+    images, masks = data
+    x = runtime.to(to_tensor(images[: args.batch_size]))
+    y = to_tensor(masks[: args.batch_size] * 255).to(runtime.device)
+    loss_fn, scaler = build_loss(loss), runtime.grad_scaler()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model.train()
+    for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            sync(runtime)
+            start = time.perf_counter()
+        with runtime.autocast():
+            value = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(value).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    sync(runtime)
+    return args.steps * args.batch_size / (time.perf_counter() - start)
+
+
+def infer_rate(
+    model: nn.Module, runtime: Runtime, data: Data, args: Namespace, tta: tuple[str, ...]
+) -> float:
+    """Inference images/s of ``predict_probs`` (``tta`` names) over ``args.steps`` batches."""
+    images = data[0]
+    predict_probs(model, images[: args.batch_size * args.warmup], runtime, args.batch_size, tta)
+    timed = images[: args.batch_size * args.steps]
+    sync(runtime)
+    start = time.perf_counter()
+    predict_probs(model, timed, runtime, args.batch_size, tta)
+    sync(runtime)
+    return len(timed) / (time.perf_counter() - start)
+
+
+def measure(name: str, runtime: Runtime, data: Data, args: Namespace) -> dict[str, Any]:
+    """Build ``name`` (a preset or the baseline) and time it; an error is reported, not raised."""
+    try:
+        torch.manual_seed(0)
+        if name == BASELINE:
+            model, loss = PaddedBaseline(), "bce_dice"
+        else:
+            model = build_model(name, TILE)
+            loss = "deep_supervision" if PRESETS[name].get("deep_supervision") else "bce_dice"
+        model.to(runtime.device)
+        if runtime.channels_last:
+            model.to(memory_format=torch.channels_last)
+        row = {"parameters": sum(p.numel() for p in model.parameters()), "loss": loss}
+        row["train_images_per_s"] = train_rate(model, loss, runtime, data, args)
+        row["infer_images_per_s"] = infer_rate(model, runtime, data, args, ("none",))
+        row["infer_tta_images_per_s"] = infer_rate(model, runtime, data, args, TTA)
+        return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in row.items()}
+    except Exception as err:  # one failing model must not end the run
+        return {"error": f"{type(err).__name__}: {err}".splitlines()[0]}
+    finally:
+        if runtime.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def main() -> None:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--batch-size", type=int, help="default 16 on CPU, 64 on CUDA")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (batches)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--only", nargs="+", choices=sorted(ARCHITECTURES), metavar="NAME")
+    parser.add_argument("--out", help="default bench/presets_<device type>.json")
+    parser.add_argument("--quick", action="store_true", help="1 warmup, 1 step, batch 2")
+    args = parser.parse_args()
+    runtime = resolve_runtime(args.device, "auto", "auto")
+    if args.quick:
+        args.warmup, args.steps, args.batch_size = 1, 1, 2
+    args.batch_size = args.batch_size or (64 if runtime.device.type == "cuda" else 16)
+    args.warmup = max(args.warmup, 1)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = synthetic(args.batch_size * max(args.steps, args.warmup))
+    models = {}
+    for name in [BASELINE, *(args.only or ARCHITECTURES)]:
+        models[name] = measure(name, runtime, data, args)
+        print(name, json.dumps(models[name]), flush=True)
+    base, amp = models[BASELINE], runtime.amp_dtype
+    for row in models.values():
+        if "error" not in row and "error" not in base:
+            row["ratio_to_baseline"] = {
+                kind: round(row[f"{kind}_images_per_s"] / base[f"{kind}_images_per_s"], 3)
+                for kind in ("train", "infer")
+            }
+    result = {
+        "models": models,
+        "baseline": BASELINE,
+        "settings": {
+            "device": str(runtime.device),
+            "amp_dtype": str(amp).removeprefix("torch.") if amp else None,
+            "channels_last": runtime.channels_last,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "threads": torch.get_num_threads(),
+            "optimizer": "adam",
+            "tta": list(TTA),
+            "quick": args.quick,
+            "segmentation_models_pytorch": version("segmentation-models-pytorch"),
+        },
+        "goal": GOAL,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    out = Path(args.out or REPO / "bench" / f"presets_{runtime.device.type}.json")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
