@@ -9,6 +9,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/stage1.smk"
+include: "workflow/rules/mosaic.smk"
 include: "workflow/rules/submission.smk"
 
 
@@ -16,3 +17,4 @@ rule all:
     default_target: True
     input:
         "results/submission.csv",
+        "results/summary.csv",

@@ -54,7 +54,7 @@ def main() -> None:
         work = Path(tmp)
         for name in ["Snakefile", "config.yaml"]:
             shutil.copy(REPO / name, work)
-        for name in ["workflow", "envs"]:
+        for name in ["workflow", "envs", "src"]:
             shutil.copytree(REPO / name, work / name)
         (work / "profiles").symlink_to("workflow/profiles")
         command = ["snakemake", "submission", "--cores", args.cores]

@@ -31,33 +31,71 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
     assert not (tmp_path / "f").exists()
 
 
-def test_submit_thresholds_and_forces_blank_tiles_empty(synth_dir, tmp_path):
+def test_postprocess_then_submit_threshold_and_empty_blank_tiles(synth_dir, tmp_path):
     data = shutil.copytree(synth_dir, tmp_path / "data")
     ids = pd.read_csv(data / "sample_submission.csv")["id"].tolist()
     write_png(data / "test" / "images" / f"{ids[1]}.png", np.full((101, 101), 97, np.uint8))
     blank = kaggle.is_blank(kaggle.load_test(data, 101).images)
     assert blank[1]
+    train = kaggle.load_train(data, 101)
     probs = np.full((len(ids), 101, 101), 0.3, np.float32)
     probs[:, :10, :] = 0.9
     write_probs(tmp_path / "test.parquet", ids[::-1], probs)  # order must not matter
+    write_probs(tmp_path / "oof.parquet", train.ids, train.masks * 0.8)
     (tmp_path / "cv.json").write_text(json.dumps({"threshold": 0.2}))
+    pd.DataFrame({"id": train.ids, "fold": np.arange(len(train)) % 2}).to_csv(
+        tmp_path / "folds.csv", index=False
+    )
+    layout = pd.DataFrame(
+        {"id": train.ids + ids, "mosaic_id": range(len(train) + len(ids)), "x": 0, "y": 0}
+    )  # every tile alone: the rules cannot act
+    layout.to_parquet(tmp_path / "tiles.parquet")
     for threshold, expected_px in [("fixed", 10 * 101), ("tuned", 101 * 101)]:
-        out = tmp_path / f"{threshold}.csv"
+        out = tmp_path / threshold
         args = [
-            "submit",
+            "postprocess",
+            "--data-dir",
+            str(data),
+            "--layout",
+            str(tmp_path / "tiles.parquet"),
+            "--folds",
+            str(tmp_path / "folds.csv"),
+            "--n-folds",
+            "2",
+            "--oof",
+            str(tmp_path / "oof.parquet"),
             "--probs",
             str(tmp_path / "test.parquet"),
             "--cv",
             str(tmp_path / "cv.json"),
-            "--data-dir",
-            str(data),
             "--threshold",
             threshold,
-            "--out",
-            str(out),
+            "--masks",
+            str(out / "masks.parquet"),
+            "--report",
+            str(out / "report.json"),
+            "--changes",
+            str(out / "changes.csv"),
         ]
         assert main(args) == 0
-        sub = pd.read_csv(out, keep_default_na=False)
+        report = json.loads((out / "report.json").read_text())
+        assert report["threshold"] == (0.5 if threshold == "fixed" else 0.2)
+        assert report["oof_before"] == report["oof_after"] == 1.0 and report["applied"]
+        assert (
+            main(
+                [
+                    "submit",
+                    "--masks",
+                    str(out / "masks.parquet"),
+                    "--data-dir",
+                    str(data),
+                    "--out",
+                    str(out / "sub.csv"),
+                ]
+            )
+            == 0
+        )
+        sub = pd.read_csv(out / "sub.csv", keep_default_na=False)
         assert sub["id"].tolist() == ids
         sizes = np.array([rle.decode(code, (101, 101)).sum() for code in sub["rle_mask"]])
         assert (sizes[blank] == 0).all()
@@ -67,14 +105,11 @@ def test_submit_thresholds_and_forces_blank_tiles_empty(synth_dir, tmp_path):
 def test_submit_names_a_missing_test_id(synth_dir, tmp_path, capsys):
     ids = pd.read_csv(synth_dir / "sample_submission.csv")["id"].tolist()
     write_probs(tmp_path / "t.parquet", ids[1:], np.zeros((len(ids) - 1, 101, 101)))
-    (tmp_path / "cv.json").write_text('{"threshold": 0.5}')
     status = main(
         [
             "submit",
-            "--probs",
+            "--masks",
             str(tmp_path / "t.parquet"),
-            "--cv",
-            str(tmp_path / "cv.json"),
             "--data-dir",
             str(synth_dir),
             "--out",

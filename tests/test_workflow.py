@@ -49,9 +49,10 @@ def workflow(repo, tmp_path_factory) -> Path:
     shutil.copy(repo / "Snakefile", workdir)
     shutil.copytree(repo / "workflow", workdir / "workflow")
     shutil.copytree(repo / "envs", workdir / "envs")
+    shutil.copytree(repo / "src", workdir / "src")  # the rules run python -m saltseg from here
     (workdir / "profiles").symlink_to("workflow/profiles")
     write_config(workdir, repo)
-    result = snakemake(workdir, "submission")  # cores and gpu=1 come from the default profile
+    result = snakemake(workdir)  # default target; cores and gpu=1 come from the default profile
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
 
@@ -68,6 +69,17 @@ def test_the_dag_reaches_a_valid_submission(workflow):
     assert oof_ids == train["id"].tolist() and oof.shape == (len(train), 101, 101)
     cv = json.loads((workflow / "results/stage1/ensemble/cv.json").read_text())
     assert 0 <= cv["metric_at_0.5"] <= cv["metric_tuned"] <= 1
+    summary = pd.read_csv(workflow / "results/summary.csv")
+    assert summary["name"].tolist() == ["unet_r10", "ensemble"]
+    ensemble = summary.iloc[1]
+    report = json.loads((workflow / "results/postprocess/report.json").read_text())
+    assert ensemble["oof_postprocessed"] == pytest.approx(report["oof_after"])
+    assert ensemble["postprocess_gain"] == pytest.approx(report["oof_after"] - report["oof_before"])
+    assert report["applied"] == (report["gain"] >= 0)
+    tiles = pd.read_parquet(workflow / "results/mosaic/tiles.parquet")
+    assert sorted(tiles["id"]) == sorted(train["id"].tolist() + sample["id"].tolist())
+    assert not tiles.duplicated(["mosaic_id", "x", "y"]).any()
+    assert list((workflow / "results/mosaic/png").glob("mosaic*.png"))
     for fold in (0, 1):
         fold_dir = workflow / f"results/stage1/unet_r10/fold{fold}"
         metrics = json.loads((fold_dir / "metrics.json").read_text())
@@ -122,6 +134,7 @@ def test_a_changed_model_value_reruns_that_model_and_what_follows(workflow, repo
         "predict": 2,
         "merge_folds": 1,
         "ensemble_stage1": 1,
+        "postprocess": 1,
         "submission": 1,
     }
 

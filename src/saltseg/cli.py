@@ -24,6 +24,17 @@ def _fold_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile-size", type=int, default=101)
 
 
+def _combine_args(p: argparse.ArgumentParser) -> None:
+    """Arguments of the steps that combine probability files and score the OOF result."""
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--oof-parts", nargs="+", required=True)
+    p.add_argument("--test-parts", nargs="+", required=True)
+    p.add_argument("--oof", required=True, help="out: combined OOF probabilities")
+    p.add_argument("--test", required=True, help="out: combined test probabilities")
+    p.add_argument("--cv", required=True, help="out: OOF metric at 0.5 and tuned")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saltseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,32 +74,47 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--oof", required=True)
     p.add_argument("--test", required=True)
 
-    p = sub.add_parser("merge", help="join fold OOF maps, average fold test maps, score")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=int, default=101)
-    p.add_argument("--oof-parts", nargs="+", required=True)
-    p.add_argument("--test-parts", nargs="+", required=True)
-    p.add_argument("--oof", required=True)
-    p.add_argument("--test", required=True)
-    p.add_argument("--cv", required=True)
-
+    _combine_args(sub.add_parser("merge", help="join fold OOF maps, average fold test maps"))
     p = sub.add_parser("ensemble", help="weighted average of several models' OOF and test maps")
+    _combine_args(p)
+    p.add_argument("--weights", nargs="+", type=float, help="one per model (default: equal)")
+
+    p = sub.add_parser("mosaic", help="assemble all tiles into mosaics from their pixels")
     p.add_argument("--data-dir", required=True)
     p.add_argument("--tile-size", type=int, default=101)
-    p.add_argument("--oof-parts", nargs="+", required=True)
-    p.add_argument("--test-parts", nargs="+", required=True)
-    p.add_argument("--weights", nargs="+", type=float, help="one per model (default: equal)")
-    p.add_argument("--oof", required=True)
-    p.add_argument("--test", required=True)
-    p.add_argument("--cv", required=True)
+    p.add_argument("--tiles", required=True, help="out: id, mosaic_id, x, y (parquet)")
+    p.add_argument("--pairs", required=True, help="out: neighbouring pairs and scores (parquet)")
+    p.add_argument("--png-dir", required=True, help="out: drawings of the largest mosaics")
+    p.add_argument("--draw", type=int, default=5, help="how many of the largest to draw")
+
+    p = sub.add_parser("postprocess", help="binarise test maps, apply mosaic rules if OOF gains")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--layout", required=True, help="mosaic tiles.parquet")
+    p.add_argument("--folds", required=True)
+    p.add_argument("--n-folds", type=int, required=True)
+    p.add_argument("--oof", required=True, help="OOF probabilities of the blend")
+    p.add_argument("--probs", required=True, help="test probabilities of the blend")
+    p.add_argument("--cv", required=True, help="cv.json with the OOF-tuned threshold")
+    p.add_argument("--threshold", choices=["fixed", "tuned"], default="tuned")
+    p.add_argument("--enabled", choices=["true", "false"], default="true")
+    p.add_argument("--masks", required=True, help="out: final binary test masks (parquet)")
+    p.add_argument("--report", required=True, help="out: OOF before/after, gain, applied")
+    p.add_argument("--changes", required=True, help="out: changed test tiles (csv)")
 
     p = sub.add_parser("submit", help="write the Kaggle submission CSV")
-    p.add_argument("--probs", required=True, help="test probabilities parquet")
-    p.add_argument("--cv", required=True, help="cv.json with the OOF-tuned threshold")
+    p.add_argument("--masks", required=True, help="binary test masks from postprocess")
     p.add_argument("--data-dir", required=True)
     p.add_argument("--tile-size", type=int, default=101)
-    p.add_argument("--threshold", choices=["fixed", "tuned"], default="tuned")
     p.add_argument("--out", required=True)
+
+    p = sub.add_parser("summary", help="results/summary.csv: OOF of every model and the blend")
+    p.add_argument("--model-cvs", nargs="+", required=True)
+    p.add_argument("--fold-metrics", nargs="+", required=True)
+    p.add_argument("--ensemble-cv", required=True)
+    p.add_argument("--postprocess", required=True, help="postprocess report.json")
+    p.add_argument("--out", required=True)
+
     p = sub.add_parser("model-summary", help="one JSON line: size, geometry, output, CPU time")
     p.add_argument("preset", help="an architecture name (see saltseg.models.ARCHITECTURES)")
     p.add_argument("--tile-size", type=int, default=101)
@@ -197,8 +223,30 @@ def run(args: argparse.Namespace) -> None:
             args.test,
             args.cv,
         )
+    elif args.command == "mosaic":
+        steps.mosaic(args.data_dir, args.tile_size, args.tiles, args.pairs, args.png_dir, args.draw)
+    elif args.command == "postprocess":
+        steps.postprocess(
+            args.data_dir,
+            args.tile_size,
+            args.layout,
+            args.folds,
+            args.n_folds,
+            args.oof,
+            args.probs,
+            args.cv,
+            args.threshold,
+            args.enabled == "true",
+            args.masks,
+            args.report,
+            args.changes,
+        )
     elif args.command == "submit":
-        steps.submit(args.probs, args.cv, args.data_dir, args.tile_size, args.threshold, args.out)
+        steps.submit(args.masks, args.data_dir, args.tile_size, args.out)
+    elif args.command == "summary":
+        steps.summary(
+            args.model_cvs, args.fold_metrics, args.ensemble_cv, args.postprocess, args.out
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

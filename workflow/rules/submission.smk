@@ -1,8 +1,7 @@
 rule submission:
     input:
         data=DATA_DIR,
-        probs="results/stage1/ensemble/test.parquet",
-        cv="results/stage1/ensemble/cv.json",
+        masks="results/postprocess/masks.parquet",
     output:
         report(
             "results/submission.csv",
@@ -17,7 +16,34 @@ rule submission:
         "../../envs/saltseg.yaml"
     params:
         tile=config["tile_size"],
-        threshold=config["submission"]["threshold"],
     shell:
-        "python -m saltseg submit --probs {input.probs} --cv {input.cv} --data-dir {input.data}"
-        " --tile-size {params.tile} --threshold {params.threshold} --out {output} > {log} 2>&1"
+        "python -m saltseg submit --masks {input.masks} --data-dir {input.data}"
+        " --tile-size {params.tile} --out {output} > {log} 2>&1"
+
+
+rule summary:
+    input:
+        model_cvs=stage1_outputs("cv.json"),
+        fold_metrics=expand(
+            "results/stage1/{model}/fold{fold}/metrics.json",
+            model=STAGE1_MODELS,
+            fold=FOLDS,
+        ),
+        ensemble_cv="results/stage1/ensemble/cv.json",
+        postprocess="results/postprocess/report.json",
+    output:
+        report(
+            "results/summary.csv",
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
+    log:
+        "results/logs/summary/summary.log",
+    benchmark:
+        "results/benchmarks/summary/summary.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    shell:
+        "python -m saltseg summary --model-cvs {input.model_cvs}"
+        " --fold-metrics {input.fold_metrics} --ensemble-cv {input.ensemble_cv}"
+        " --postprocess {input.postprocess} --out {output} > {log} 2>&1"
