@@ -73,14 +73,27 @@ class Utilisation:
         self.mean = float(np.mean(self.samples)) if self.samples else None
 
 
-def run(train, val, epochs, batch, lr, amp, workers, seed=0):
+def run(
+    train,
+    val,
+    epochs,
+    batch,
+    lr,
+    amp,
+    workers,
+    seed=0,
+    arch="unet",
+    model_kwargs=MODEL,
+    loss="bce_dice",
+    compile=False,
+):
     params = {
-        "arch": "unet",
-        "model": MODEL,
+        "arch": arch,
+        "model": model_kwargs,
         "augment": AUGMENT,
         "phases": [
             {
-                "loss": "bce_dice",
+                "loss": loss,
                 "optimizer": "adam",
                 "lr": lr,
                 "schedule": "cosine",
@@ -103,6 +116,9 @@ def run(train, val, epochs, batch, lr, amp, workers, seed=0):
         model,
         runtime,
         {
+            "arch": arch,
+            "loss": loss,
+            "compile": compile,
             "amp": amp,
             "workers": workers,
             "batch_size": batch,
@@ -119,17 +135,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--npz", required=True)
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--arch", default="unet", help="preset; non-unet presets at full size")
+    parser.add_argument("--loss", default="bce_dice")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the short settings sweep")
     parser.add_argument("--out", default="bench/gpu_stage1.json")
     args = parser.parse_args()
+    kwargs = MODEL if args.arch == "unet" else {"pretrained": "none"}
     data = np.load(args.npz)
     tiles = Tiles(list(data["ids"]), data["images"], data["masks"], data["depths"])
     folds = make_folds(tiles.ids, tiles.depths, 5, seed=0)["fold"].to_numpy()
     train, val = tiles.subset(folds != 0), tiles.subset(folds == 0)
     settings = []
-    for amp, workers in [("false", 0), ("true", 0), ("true", 8)]:
+    for amp, workers in [] if args.no_sweep else [("false", 0), ("true", 0), ("true", 8)]:
         settings.append(run(train, val, 2, 32, 1e-3, amp, workers)[2])
         print(json.dumps(settings[-1]), flush=True)
-    model, runtime, full = run(train, val, args.epochs, 32, 1e-3, "true", 8)
+    model, runtime, full = run(
+        train,
+        val,
+        args.epochs,
+        args.batch_size,
+        1e-3,
+        "true",
+        8,
+        arch=args.arch,
+        model_kwargs=kwargs,
+        loss=args.loss,
+        compile=args.compile,
+    )
     probs = predict_ensemble([model], val.images, runtime, 256, ("none", "hflip"))
     blank = val.images.reshape(len(val), -1).std(axis=1) == 0
     probs[blank] = 0
@@ -144,7 +178,7 @@ def main() -> None:
         }
     )
     result = {
-        "model": {"arch": "unet", **MODEL},
+        "model": {"arch": args.arch, **kwargs},
         "augment": "the seed's list",
         "throughput_settings_2_epochs": settings,
         "full_run": full,
