@@ -188,3 +188,48 @@ def test_imagenet_weights_offline_fail_fast_in_one_line(tmp_path):
         "saltseg model-summary: error: pretrained: could not load ImageNet weights for resnet10t"
     )
     assert "local weights path" in message[0]
+
+
+def test_schedules_give_the_lr_expected_at_chosen_epochs():
+    import math
+
+    from saltseg.training.optim import build_optimizer, build_schedule
+
+    def lrs(phase, epochs, losses=None):
+        model = torch.nn.Linear(1, 1)
+        optimizer = build_optimizer(model, phase)
+        schedule = build_schedule(optimizer, phase)
+        seen = []
+        for epoch in range(epochs):
+            seen.append(optimizer.param_groups[0]["lr"])
+            if losses is None:
+                schedule.step()
+            else:
+                schedule.step(losses[epoch])
+        return seen
+
+    # phalanx: 0.01 -> 0.001 cosine over 50-epoch cycles, restarting for each snapshot
+    sgdr = {
+        "optimizer": "sgd",
+        "lr": 0.01,
+        "min_lr": 0.001,
+        "schedule": "cosine",
+        "epochs": 150,
+        "snapshots": 3,
+    }
+    got = lrs(sgdr, 150)
+    expected = [0.001 + 0.009 * (1 + math.cos(math.pi * (e % 50) / 50)) / 2 for e in range(150)]
+    assert got == pytest.approx(expected)
+    assert got[0] == got[50] == got[100] == pytest.approx(0.01)
+    # b.e.s.: plateau halves the lr once the validation loss stalls for `patience` epochs
+    plateau = {
+        "optimizer": "rmsprop",
+        "lr": 1e-4,
+        "schedule": "plateau",
+        "patience": 2,
+        "epochs": 8,
+    }
+    got = lrs(plateau, 8, losses=[1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9])
+    assert got[:5] == pytest.approx([1e-4] * 5)
+    assert got[5] == pytest.approx(5e-5)
+    assert lrs({"optimizer": "adam", "lr": 0.003, "schedule": "constant"}, 3) == [0.003] * 3
