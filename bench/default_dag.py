@@ -68,7 +68,8 @@ def main() -> None:
         for tsv in (work / "results/benchmarks").rglob("*.tsv"):
             rule = tsv.parent.name
             rules[rule] = rules.get(rule, 0.0) + float(pd.read_csv(tsv, sep="\t")["s"].sum())
-        summary = pd.read_csv(work / "results/summary.csv").to_dict(orient="records")
+        table = pd.read_csv(work / "results/summary.csv")
+        summary = table.astype(object).where(table.notna(), None).to_dict(orient="records")
     result = {
         "command": " ".join(command),
         "wall_seconds": round(wall, 1),
