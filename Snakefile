@@ -9,6 +9,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/stage1.smk"
+include: "workflow/rules/pseudo.smk"
 include: "workflow/rules/mosaic.smk"
 include: "workflow/rules/submission.smk"
 
@@ -18,3 +19,4 @@ rule all:
     input:
         "results/submission.csv",
         "results/summary.csv",
+        "results/pseudo/stage1.parquet",

@@ -14,6 +14,7 @@ import yaml
 
 from saltseg import rle
 from saltseg.probs import read_probs
+from saltseg.pseudo import read_pseudo
 
 TINY = {
     "synthetic": {"sections": 2, "rows": 4, "cols": 5},
@@ -76,6 +77,9 @@ def test_the_dag_reaches_a_valid_submission(workflow):
     assert ensemble["oof_postprocessed"] == pytest.approx(report["oof_after"])
     assert ensemble["postprocess_gain"] == pytest.approx(report["oof_after"] - report["oof_before"])
     assert report["applied"] == (report["gain"] >= 0)
+    pseudo, masks = read_pseudo(workflow / "results/pseudo/stage1.parquet")
+    assert set(pseudo["id"]) <= set(sample["id"]) and len(masks) == len(pseudo)
+    assert (pseudo["confidence"] >= 0.9).all() and pseudo["fold"].between(0, 1).all()
     tiles = pd.read_parquet(workflow / "results/mosaic/tiles.parquet")
     assert sorted(tiles["id"]) == sorted(train["id"].tolist() + sample["id"].tolist())
     assert not tiles.duplicated(["mosaic_id", "x", "y"]).any()

@@ -102,6 +102,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--report", required=True, help="out: OOF before/after, gain, applied")
     p.add_argument("--changes", required=True, help="out: changed test tiles (csv)")
 
+    p = sub.add_parser("pseudo", help="confident test tiles as pseudo-labels, dealt into folds")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--probs", required=True, help="test probabilities of the ensemble")
+    p.add_argument("--method", choices=["confident", "phalanx"], default="confident")
+    p.add_argument("--min-confidence", type=float, default=0.9)
+    p.add_argument("--n-folds", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
     p = sub.add_parser("submit", help="write the Kaggle submission CSV")
     p.add_argument("--masks", required=True, help="binary test masks from postprocess")
     p.add_argument("--data-dir", required=True)
@@ -240,6 +250,17 @@ def run(args: argparse.Namespace) -> None:
             args.masks,
             args.report,
             args.changes,
+        )
+    elif args.command == "pseudo":
+        steps.pseudo_labels(
+            args.data_dir,
+            args.tile_size,
+            args.probs,
+            args.method,
+            args.min_confidence,
+            args.n_folds,
+            args.seed,
+            args.out,
         )
     elif args.command == "submit":
         steps.submit(args.masks, args.data_dir, args.tile_size, args.out)

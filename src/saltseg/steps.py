@@ -386,3 +386,29 @@ def summary(
         }
     )
     write_csv(out, pd.DataFrame(rows))
+
+
+def pseudo_labels(
+    data_dir: str,
+    tile: int,
+    test_probs: str,
+    method: str,
+    min_confidence: float,
+    n_folds: int,
+    seed: int,
+    out: str,
+) -> None:
+    """Select confident test tiles as pseudo-labels (see :mod:`saltseg.pseudo`)."""
+    from saltseg.pseudo import select_confident, select_phalanx, write_pseudo
+
+    test = kaggle.load_test(data_dir, tile)
+    ids, maps = probs_io.read_probs(test_probs)
+    maps = _aligned(test_probs, test.ids, ids, maps)
+    blank = kaggle.is_blank(test.images)
+    if method == "confident":
+        table = select_confident(maps, blank, n_folds, seed, min_confidence)
+    else:
+        table = select_phalanx(maps, blank, n_folds, seed)
+    index = table["index"].to_numpy()
+    write_pseudo(out, [test.ids[i] for i in index], maps[index] > 0.5, table)
+    log.info("%d of %d test tiles kept as pseudo-labels (%s)", len(index), len(test), method)
