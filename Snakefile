@@ -6,12 +6,16 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/stage1.smk"
 include: "workflow/rules/pseudo.smk"
 include: "workflow/rules/mosaic.smk"
 include: "workflow/rules/submission.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -20,3 +24,4 @@ rule all:
         "results/submission.csv",
         "results/summary.csv",
         "results/pseudo/stage1.parquet",
+        "results/report/runtimes.png",

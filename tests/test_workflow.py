@@ -109,6 +109,21 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 
 
 @pytest.mark.slow
+def test_the_report_holds_every_section(workflow):
+    result = snakemake(workflow, "--report", "results/report.html")
+    assert result.returncode == 0, result.stderr[-2000:]
+    html = (workflow / "results/report.html").read_text()
+    for section in ["Summary", "Training", "OOF predictions", "Mosaics", "Run time", "Submission"]:
+        assert section in html, section
+    for png in ["curves/unet_r10.png", "oof_gallery.png", "runtimes.png"]:
+        assert (workflow / "results/report" / png).stat().st_size > 10_000, png
+    counts = json.loads((workflow / "results/report/oof_counts.json").read_text())
+    assert counts["tp"] + counts["fp"] + counts["fn"] + counts["tn"] == len(
+        pd.read_csv(workflow / "results/data/synthetic/train.csv")
+    )
+
+
+@pytest.mark.slow
 def test_nothing_to_do_after_a_run(workflow):
     result = snakemake(workflow, "-n", "submission")
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr

@@ -125,6 +125,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--postprocess", required=True, help="postprocess report.json")
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("plot-curves", help="report: training curves of one model, a line per fold")
+    p.add_argument("--history", nargs="+", required=True, help="history.csv files, one per fold")
+    p.add_argument("--title", default=None)
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("plot-gallery", help="report: worst OOF tiles and empty/non-empty counts")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--oof", required=True)
+    p.add_argument("--cv", required=True)
+    p.add_argument("--threshold", choices=["fixed", "tuned"], default="tuned")
+    p.add_argument("--n", type=int, default=24)
+    p.add_argument("--out", required=True)
+    p.add_argument("--counts", required=True, help="out: confusion counts (json)")
+
+    p = sub.add_parser("plot-mosaics", help="report: mosaics before and after post-processing")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--layout", required=True)
+    p.add_argument("--before", required=True, help="ensemble test probabilities")
+    p.add_argument("--after", required=True, help="post-processed test masks")
+    p.add_argument("--cv", required=True)
+    p.add_argument("--threshold", choices=["fixed", "tuned"], default="tuned")
+    p.add_argument("--n", type=int, default=3)
+    p.add_argument("--out-dir", required=True)
+
+    p = sub.add_parser("plot-runtimes", help="report: run time per rule from benchmark files")
+    p.add_argument("--benchmarks", required=True, help="the results/benchmarks directory")
+    p.add_argument("--out", required=True)
+
     p = sub.add_parser("model-summary", help="one JSON line: size, geometry, output, CPU time")
     p.add_argument("preset", help="an architecture name (see saltseg.models.ARCHITECTURES)")
     p.add_argument("--tile-size", type=int, default=101)
@@ -264,10 +294,42 @@ def run(args: argparse.Namespace) -> None:
         )
     elif args.command == "submit":
         steps.submit(args.masks, args.data_dir, args.tile_size, args.out)
+    elif args.command.startswith("plot-"):
+        _plot(args)
     elif args.command == "summary":
         steps.summary(
             args.model_cvs, args.fold_metrics, args.ensemble_cv, args.postprocess, args.out
         )
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from saltseg import report
+    from saltseg.steps import threshold_for
+
+    if args.command == "plot-curves":
+        histories = {Path(h).parent.name: h for h in args.history}
+        report.plot_training_curves(histories, args.out, args.title)
+    elif args.command == "plot-gallery":
+        cut = threshold_for(args.threshold, args.cv)
+        report.plot_oof_gallery(
+            args.data_dir, args.tile_size, args.oof, cut, args.out, args.n, args.counts
+        )
+    elif args.command == "plot-mosaics":
+        cut = threshold_for(args.threshold, args.cv)
+        report.plot_mosaics_before_after(
+            args.layout,
+            args.data_dir,
+            args.tile_size,
+            args.before,
+            args.after,
+            args.out_dir,
+            args.n,
+            cut,
+        )
+    elif args.command == "plot-runtimes":
+        report.plot_rule_runtimes(args.benchmarks, args.out)
 
 
 def main(argv: list[str] | None = None) -> int:

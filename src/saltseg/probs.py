@@ -55,3 +55,12 @@ def read_probs(path: str | Path) -> tuple[list[str], np.ndarray]:
     codes = table.column("prob").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     probs = codes.reshape(-1, h, w).astype(np.float32) / SCALE
     return table.column("id").to_pylist(), probs
+
+
+def align(path: str | Path, ids: list[str], maps_ids: list[str], maps: np.ndarray) -> np.ndarray:
+    """``maps`` (read from ``path`` for ``maps_ids``) reordered to ``ids``; each id needs a map."""
+    position = {i: k for k, i in enumerate(maps_ids)}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise InputError(path, f"expected a map for every tile id, {missing[0]!r} has none")
+    return maps[[position[i] for i in ids]]

@@ -219,15 +219,6 @@ def binarize(maps: np.ndarray, images: np.ndarray, cut: float) -> np.ndarray:
     return masks
 
 
-def _aligned(path: str, ids: list[str], maps_ids: list[str], maps: np.ndarray) -> np.ndarray:
-    """``maps`` reordered to ``ids``; every id must have a map."""
-    position = {i: k for k, i in enumerate(maps_ids)}
-    missing = [i for i in ids if i not in position]
-    if missing:
-        raise InputError(path, f"expected a map for every tile id, {missing[0]!r} has none")
-    return maps[[position[i] for i in ids]]
-
-
 def mosaic(data_dir: str, tile: int, tiles_out: str, pairs_out: str, png_dir: str, n_draw: int):
     """Assemble train and test tiles into mosaics; draw the largest ones with train masks."""
     from saltseg.mosaic.assemble import assemble
@@ -285,7 +276,7 @@ def postprocess(
         if b
     }
     oof_ids, oof = probs_io.read_probs(oof_probs)
-    oof_masks = binarize(_aligned(oof_probs, train.ids, oof_ids, oof), train.images, cut)
+    oof_masks = binarize(probs_io.align(oof_probs, train.ids, oof_ids, oof), train.images, cut)
     folds = read_folds(folds_csv, n_folds).set_index("id")["fold"].loc[train.ids].to_numpy()
     after, oof_log = oof_masks.copy(), []
     truth = dict(zip(train.ids, train.masks))
@@ -302,7 +293,9 @@ def postprocess(
     gain = after_score - before_score
     applied = enabled and gain >= 0
     test_ids, test_maps = probs_io.read_probs(test_probs)
-    test_masks = binarize(_aligned(test_probs, test.ids, test_ids, test_maps), test.images, cut)
+    test_masks = binarize(
+        probs_io.align(test_probs, test.ids, test_ids, test_maps), test.images, cut
+    )
     changes = pd.DataFrame(columns=["id", "source_id", "rule"])
     if applied:
         new, changes = apply(tiles, truth, dict(zip(test.ids, test_masks)), blank)
@@ -332,7 +325,7 @@ def submit(masks_path: str, data_dir: str, tile: int, out: str) -> None:
     """
     ids, maps = probs_io.read_probs(masks_path)
     test = kaggle.load_test(data_dir, tile)
-    masks = binarize(_aligned(masks_path, test.ids, ids, maps), test.images, 0.5)
+    masks = binarize(probs_io.align(masks_path, test.ids, ids, maps), test.images, 0.5)
     codes = [rle.encode(m) for m in masks]
     write_csv(out, pd.DataFrame({"id": test.ids, "rle_mask": codes}))
     log.info("wrote %d masks to %s", len(codes), out)
@@ -403,7 +396,7 @@ def pseudo_labels(
 
     test = kaggle.load_test(data_dir, tile)
     ids, maps = probs_io.read_probs(test_probs)
-    maps = _aligned(test_probs, test.ids, ids, maps)
+    maps = probs_io.align(test_probs, test.ids, ids, maps)
     blank = kaggle.is_blank(test.images)
     if method == "confident":
         table = select_confident(maps, blank, n_folds, seed, min_confidence)

@@ -5,6 +5,7 @@ rule train:
     output:
         model="results/stage1/{model}/fold{fold}/model.pt",
         metrics="results/stage1/{model}/fold{fold}/metrics.json",
+        history="results/stage1/{model}/fold{fold}/history.csv",
     log:
         "results/logs/train/{model}_fold{fold}.log",
     benchmark:
