@@ -38,6 +38,13 @@ def machine() -> dict:
     }
 
 
+def write_result(path: str | Path, result: dict) -> None:
+    """Write a bench result as indented JSON, stamped with the machine and date, and print it."""
+    result = {**result, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    Path(path).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
 def _version(package: str) -> str | None:
     try:
         return version(package)
@@ -75,11 +82,8 @@ def main() -> None:
         "wall_seconds": round(wall, 1),
         "rule_seconds": {k: round(v, 1) for k, v in sorted(rules.items())},
         "summary": summary,
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%d"),
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,10 @@ import json
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from default_dag import machine
+from default_dag import write_result
 
 from saltseg.data.folds import make_folds
 from saltseg.data.kaggle import Tiles
@@ -182,11 +181,8 @@ def main() -> None:
         "augment": "the seed's list",
         "throughput_settings_2_epochs": settings,
         "full_run": full,
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%d"),
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":
