@@ -16,6 +16,7 @@ include: "workflow/rules/pseudo.smk"
 include: "workflow/rules/mosaic.smk"
 include: "workflow/rules/submission.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/sections.smk"
 
 
 rule all:

@@ -124,6 +124,32 @@ def test_the_report_holds_every_section(workflow):
 
 
 @pytest.mark.slow
+def test_a_configured_section_is_predicted_by_the_ensemble(workflow, repo):
+    import numpy as np
+
+    from saltseg.data.synthetic import draw_section
+
+    image, _ = draw_section(np.random.default_rng(5), 2, 3)
+    np.save(workflow / "section.npy", image.astype(np.float32) - 128)
+
+    def change(config):
+        config["sections"]["inputs"] = {"demo": "section.npy"}
+
+    write_config(workflow, repo, change)
+    try:
+        result = snakemake(workflow, "sections")
+    finally:
+        write_config(workflow, repo)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = workflow / "results/sections/demo"
+    probability, mask = np.load(out / "probability.npy"), np.load(out / "mask.npy")
+    assert probability.shape == mask.shape == image.shape
+    assert probability.dtype == np.float32 and 0 <= probability.min() <= probability.max() <= 1
+    assert set(np.unique(mask)) <= {0, 1}
+    assert (out / "overlay.png").stat().st_size > 0
+
+
+@pytest.mark.slow
 def test_nothing_to_do_after_a_run(workflow):
     result = snakemake(workflow, "-n", "submission")
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr

@@ -155,6 +155,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmarks", required=True, help="the results/benchmarks directory")
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("predict-section", help="predict a whole section/volume (SEG-Y, npy, png)")
+    _runtime_args(p)
+    p.add_argument("--models", required=True, help="directory of trained model.pt files")
+    p.add_argument("--model-files", nargs="*", help="use only these model.pt files")
+    p.add_argument("--input", required=True, help=".sgy/.segy, .npy, .png or .tif")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--stride", type=int, default=50, help="step between overlapping tiles")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tta", default="none,hflip", help="comma-separated: none, hflip")
+    p.add_argument("--threshold", default="tuned", help="tuned, fixed (0.5) or a number")
+    p.add_argument("--axis", choices=["inline", "crossline"], default="inline")
+
     p = sub.add_parser("model-summary", help="one JSON line: size, geometry, output, CPU time")
     p.add_argument("preset", help="an architecture name (see saltseg.models.ARCHITECTURES)")
     p.add_argument("--tile-size", type=int, default=101)
@@ -294,6 +306,25 @@ def run(args: argparse.Namespace) -> None:
         )
     elif args.command == "submit":
         steps.submit(args.masks, args.data_dir, args.tile_size, args.out)
+    elif args.command == "predict-section":
+        from saltseg.sections import predict_section
+
+        threshold = args.threshold
+        if threshold not in ("tuned", "fixed"):
+            threshold = float(threshold)
+        with claim_gpu(_gpu_slots(args.device)):
+            predict_section(
+                args.models,
+                args.input,
+                args.out,
+                args.stride,
+                args.batch_size,
+                tuple(args.tta.split(",")),
+                threshold,
+                args.axis,
+                _runtime(args),
+                model_files=args.model_files or None,
+            )
     elif args.command.startswith("plot-"):
         _plot(args)
     elif args.command == "summary":

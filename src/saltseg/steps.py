@@ -145,10 +145,9 @@ def merge(
         ids += part_ids
         maps.append(part_maps)
     train = kaggle.load_train(data_dir, tile)
-    position = {i: k for k, i in enumerate(ids)}
-    if len(position) != len(ids) or set(position) != set(train.ids):
+    if len(set(ids)) != len(ids) or set(ids) != set(train.ids):
         raise InputError(oof_parts[0], "expected the fold OOF files to cover each train id once")
-    oof = np.concatenate(maps)[[position[i] for i in train.ids]]
+    oof = probs_io.align(oof_parts[0], train.ids, ids, np.concatenate(maps))
     probs_io.write_probs(oof_out, train.ids, oof)
     test_ids, test_mean = _mean_maps(test_parts)
     probs_io.write_probs(test_out, test_ids, test_mean)

@@ -1,0 +1,202 @@
+"""Predict salt on whole sections and volumes with the trained ensemble, slice by slice.
+
+Ensemble: every ``model.pt`` under the models directory (or the files given). Snapshots of a fold
+are averaged, then the folds of a model (``<models>/<model>/fold<k>/model.pt``), then the models,
+with equal weights (the stage-1 ensemble's averaging).
+
+Threshold: ``"tuned"`` (default) takes ``threshold`` from the first of ``<models>/ensemble/cv.json``
+and ``<models>/cv.json`` that exists (the OOF-tuned threshold) and falls back to 0.5 when neither
+does; ``"fixed"`` is 0.5 (the winners' choice); a number is used as given. ``params.json`` records
+which one was used.
+
+Outputs in ``out_dir`` (written in a temporary directory, renamed when complete):
+``probability.npy`` (float32) and ``mask.npy`` (uint8 0/1) of the input's shape;
+``probability.sgy`` and ``mask.sgy`` (IEEE float, the input's headers) for SEG-Y input;
+``overlay.png`` for 2-D input; ``params.json`` (how the outputs were made).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from saltseg.errors import InputError
+from saltseg.inference.predict import TTA, load_snapshots, predict_ensemble, read_bundle
+from saltseg.io import atomic_dir, write_json
+from saltseg.sections.io import PERCENTILES, Section, open_section, write_overlay, write_segy_like
+from saltseg.sections.stitch import Stitcher, count_tiles
+from saltseg.training.device import Runtime, resolve_runtime
+
+DEFAULT_STRIDE = 50  # about half a 101-pixel tile: every pixel is seen by about four tiles
+
+
+class Ensemble:
+    """The mean of all models under ``models_dir``; call it on ``(N, tile, tile) uint8`` tiles.
+
+    ``model_files``, when given, are used instead of every ``model.pt`` under ``models_dir``.
+
+    Raises:
+        InputError: no ``model.pt`` under ``models_dir``, or models with different tile sizes.
+    """
+
+    def __init__(
+        self,
+        models_dir: str | Path,
+        runtime: Runtime,
+        tta=("none", "hflip"),
+        model_files: list[str | Path] | None = None,
+    ) -> None:
+        unknown = set(tta) - set(TTA)
+        if unknown:
+            raise ValueError(f"tta: expected names from {', '.join(TTA)}, got {sorted(unknown)}")
+        root = Path(models_dir)
+        if model_files is not None:
+            self.paths = [Path(p) for p in model_files]
+            for path in self.paths:
+                if not path.is_file():
+                    raise InputError(path, "expected a trained model.pt, found none")
+        else:
+            self.paths = sorted(root.rglob("model.pt")) if root.is_dir() else []
+        if not self.paths:
+            raise InputError(root, "expected trained models (model.pt) under it, found none")
+        tiles = {int(read_bundle(p)["tile"]) for p in self.paths}
+        if len(tiles) != 1:
+            raise InputError(root, f"expected models of one tile size, got {sorted(tiles)}")
+        self.tile = tiles.pop()
+        self.groups: dict[str, list] = defaultdict(list)
+        for path in self.paths:  # <model>/fold<k>/model.pt: group the folds of each model
+            self.groups[str(path.parent.parent)].append(load_snapshots(path, runtime))
+        self.runtime, self.tta = runtime, tuple(tta)
+
+    def __call__(self, tiles: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        total = np.zeros(tiles.shape, dtype=np.float32)
+        for folds in self.groups.values():
+            weight = 1 / (len(folds) * len(self.groups))
+            for snapshots in folds:
+                total += weight * predict_ensemble(
+                    snapshots, tiles, self.runtime, batch_size, self.tta
+                )
+        return np.clip(total, 0, 1)
+
+
+def resolve_threshold(threshold: float | str, models_dir: str | Path) -> tuple[float, str]:
+    """``(value, source)`` for ``tuned``, ``fixed`` or a number (see the module doc)."""
+    if threshold == "fixed":
+        return 0.5, "fixed"
+    if threshold == "tuned":
+        for cv in (Path(models_dir) / "ensemble" / "cv.json", Path(models_dir) / "cv.json"):
+            if cv.is_file():
+                return float(json.loads(cv.read_text())["threshold"]), str(cv)
+        return 0.5, "fixed (no cv.json under the models directory)"
+    value = float(threshold)
+    if not 0 <= value <= 1:
+        raise ValueError(f"threshold: expected tuned, fixed or a number in [0, 1], got {value}")
+    return value, "given"
+
+
+def predict_section(
+    models_dir: str | Path,
+    input_path: str | Path,
+    out_dir: str | Path,
+    stride: int = DEFAULT_STRIDE,
+    batch_size: int = 64,
+    tta: tuple[str, ...] = ("none", "hflip"),
+    threshold: float | str = "tuned",
+    axis: str = "inline",
+    runtime: Runtime | None = None,
+    percentiles: tuple[float, float] = PERCENTILES,
+    model_files: list[str | Path] | None = None,
+) -> dict[str, Any]:
+    """Predict salt probability and mask for a section or volume; write them to ``out_dir``.
+
+    Args:
+        models_dir: a directory with trained ``model.pt`` files (e.g. ``results/stage1``).
+        input_path: a SEG-Y, ``.npy``, PNG or TIFF file (see :mod:`saltseg.sections.io`).
+        out_dir: the output directory (replaced as a whole when complete).
+        stride: step between the overlapping tiles, 1..tile.
+        batch_size: tiles per forward pass.
+        tta: test-time augmentations averaged (names of ``saltseg.inference.predict.TTA``).
+        threshold: ``tuned``, ``fixed`` or a number (see the module doc).
+        axis: for 3-D volumes, predict ``inline`` or ``crossline`` slices.
+        runtime: device and precision; by default :func:`resolve_runtime` (CUDA when present).
+        percentiles: the amplitudes mapped onto 0 and 255.
+        model_files: use these ``model.pt`` files, not every one under ``models_dir`` (a workflow
+            passes the configured models' folds, so stale model directories are left out).
+
+    Returns:
+        ``params.json``'s content plus ``seconds``, ``tiles_per_s`` and ``pixels_per_s``.
+
+    Raises:
+        InputError: bad input or no trained models; nothing is written then.
+    """
+    runtime = runtime or resolve_runtime()
+    cut, source = resolve_threshold(threshold, models_dir)
+    with open_section(input_path, axis, percentiles) as section:
+        ensemble = Ensemble(models_dir, runtime, tta, model_files)
+        if not 1 <= stride <= ensemble.tile:
+            raise ValueError(f"stride: expected 1..{ensemble.tile} (the tile size), got {stride}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
+        n_tiles = section.n_slices * count_tiles(section.slice_shape, ensemble.tile, stride)
+        params = {
+            "input": str(input_path),
+            "kind": section.kind,
+            "shape": list(section.shape),
+            "axis": None if section.slice_axis is None else axis,
+            "slices": section.n_slices,
+            "scaling": {"percentiles": list(percentiles), **asdict(section.scaling)},
+            "models": [p.as_posix() for p in ensemble.paths],
+            "tile": ensemble.tile,
+            "stride": stride,
+            "tta": list(tta),
+            "threshold": cut,
+            "threshold_source": source,
+            "tiles": n_tiles,
+        }
+        start = time.perf_counter()
+        with atomic_dir(out_dir) as tmp:
+            _predict_slices(section, ensemble, tmp, stride, batch_size, cut, n_tiles)
+            write_json(tmp / "params.json", params)
+        seconds = time.perf_counter() - start
+    pixels = int(np.prod(section.shape))
+    rates = {"tiles_per_s": n_tiles / seconds, "pixels_per_s": pixels / seconds}
+    return {**params, "seconds": seconds, **rates}
+
+
+def _predict_slices(
+    section: Section,
+    ensemble: Ensemble,
+    out: Path,
+    stride: int,
+    batch_size: int,
+    cut: float,
+    n_tiles: int,
+) -> None:
+    """Predict every slice, writing each into the output arrays as soon as it is done."""
+    prob = np.lib.format.open_memmap(out / "probability.npy", "w+", np.float32, section.shape)
+    mask = np.lib.format.open_memmap(out / "mask.npy", "w+", np.uint8, section.shape)
+    with tqdm(total=n_tiles, unit="tile", disable=not sys.stderr.isatty()) as bar:
+        for k in range(section.n_slices):
+            image = section.image(k)
+            stitcher = Stitcher(image, ensemble.tile, stride)
+            for offsets, tiles in stitcher.batches(batch_size):
+                stitcher.add(offsets, ensemble(tiles, batch_size))
+                bar.update(len(tiles))
+            probs = stitcher.result()
+            section.store(prob, k, probs)
+            section.store(mask, k, (probs > cut).astype(np.uint8))
+    prob.flush()
+    mask.flush()
+    if section.segy is not None:
+        write_segy_like(section.segy, out / "probability.sgy", prob)
+        write_segy_like(section.segy, out / "mask.sgy", mask)
+    if section.slice_axis is None:
+        write_overlay(out / "overlay.png", image, probs > cut)

@@ -1,0 +1,280 @@
+"""Whole-section prediction: tiling and blending, SEG-Y/NumPy/PNG inputs, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import segyio
+import torch
+
+from saltseg.data.synthetic import draw_section
+from saltseg.errors import InputError
+from saltseg.models import build_model
+from saltseg.sections import Stitcher, predict_section, stitch
+from saltseg.sections.io import open_section
+from saltseg.sections.stitch import count_tiles, window
+from saltseg.training.device import resolve_runtime
+
+TINY = {"encoder_name": "resnet10t", "decoder_channels": [16, 16, 8, 8, 8], "pad_to": 128}
+CPU = resolve_runtime("cpu", "false", "false")
+IEEE = segyio.SegySampleFormat.IEEE_FLOAT_4_BYTE
+# segyio's own from_array/from_array2D pass Python lists to its C layer and warn about it
+pytestmark = pytest.mark.filterwarnings("ignore:Implicit conversion:RuntimeWarning")
+
+
+@pytest.fixture(scope="module")
+def section():
+    return draw_section(np.random.default_rng(0), 3, 4)  # 303 x 404 image, mask
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """One tiny U-Net model with two folds, and an ensemble cv.json with a tuned threshold."""
+    root = tmp_path_factory.mktemp("models") / "stage1"
+    for fold in range(2):
+        torch.manual_seed(fold)
+        model = build_model("unet", 101, **TINY)
+        bundle = {"arch": "unet", "model": TINY, "tile": 101, "snapshots": [model.state_dict()]}
+        (root / "tiny" / f"fold{fold}").mkdir(parents=True)
+        torch.save(bundle, root / "tiny" / f"fold{fold}" / "model.pt")
+    (root / "ensemble").mkdir()
+    (root / "ensemble" / "cv.json").write_text(json.dumps({"threshold": 0.42}))
+    return root
+
+
+def amplitudes(image: np.ndarray) -> np.ndarray:
+    """A float 'seismic' version of a uint8 section: zero-mean amplitudes."""
+    return (image.astype(np.float32) - 128) / 40
+
+
+@pytest.mark.parametrize("stride", [101, 64, 50, 33])
+def test_perfect_model_reproduces_the_section_mask(section, stride):
+    image, mask = section
+    stitcher = Stitcher(image, 101, stride)
+    assert len(stitcher) == count_tiles(image.shape, 101, stride)
+    for offsets, tiles in stitcher.batches(batch_size=16):
+        assert tiles.shape[1:] == (101, 101) and tiles.dtype == np.uint8
+        np.testing.assert_array_equal(tiles, stitcher.cut(image, offsets))
+        stitcher.add(offsets, stitcher.cut(mask, offsets).astype(np.float32))
+    probs = stitcher.result()
+    assert probs.shape == mask.shape and probs.dtype == np.float32
+    np.testing.assert_array_equal((probs > 0.5).astype(np.uint8), mask)
+
+
+def test_blending_weights_sum_and_a_constant_model_gives_the_constant(section):
+    image = section[0][:150, :230]
+    done = []
+    probs = stitch(image, lambda t: np.full(t.shape, 0.37, np.float32), 101, 40, 7, done.append)
+    assert sum(done) == count_tiles(image.shape, 101, 40)
+    np.testing.assert_allclose(probs, 0.37, atol=1e-6)
+    stitcher = Stitcher(image, 101, 40)
+    expected = np.zeros(image.shape)
+    for y, x in stitcher.offsets:
+        ys, xs = np.arange(y, y + 101), np.arange(x, x + 101)
+        inside_y, inside_x = (ys >= 0) & (ys < 150), (xs >= 0) & (xs < 230)
+        expected[np.ix_(ys[inside_y], xs[inside_x])] += window(101)[np.ix_(inside_y, inside_x)]
+    for offsets, tiles in stitcher.batches(64):
+        stitcher.add(offsets, np.zeros(tiles.shape, np.float32))
+    np.testing.assert_allclose(stitcher.weights(), expected, rtol=1e-5)
+    assert stitcher.weights().min() > 0.5  # every pixel near a tile centre
+
+
+def test_window_is_smooth_symmetric_and_positive():
+    w = window(101)
+    assert w.min() > 0 and w.max() <= 1 and np.allclose(w, w.T) and np.allclose(w, w[::-1])
+    assert w[50, 50] == w.max() and w[0, 0] < 1e-2
+
+
+def test_small_sections_and_bad_strides(section):
+    image, mask = section[0][:40, :30], section[1][:40, :30]
+    stitcher = Stitcher(image, 101, 50)
+    for offsets, _ in stitcher.batches(4):
+        stitcher.add(offsets, stitcher.cut(mask, offsets).astype(np.float32))
+    np.testing.assert_array_equal(stitcher.result() > 0.5, mask.astype(bool))
+    for stride in (0, 102):
+        with pytest.raises(ValueError, match="stride"):
+            Stitcher(image, 101, stride)
+
+
+def test_volumes_read_alike_from_npy_and_segy_in_either_axis(tmp_path):
+    cube = np.random.default_rng(1).standard_normal((16, 18, 20)).astype(np.float32)
+    np.save(tmp_path / "cube.npy", cube)
+    segyio.tools.from_array(str(tmp_path / "cube.sgy"), cube, format=IEEE)
+    for axis, n in (("inline", 16), ("crossline", 18)):
+        with (
+            open_section(tmp_path / "cube.npy", axis) as a,
+            open_section(tmp_path / "cube.sgy", axis) as b,
+        ):
+            assert a.shape == b.shape == cube.shape and a.n_slices == b.n_slices == n
+            assert a.scaling == b.scaling
+            back = np.zeros(cube.shape, np.uint8)
+            for k in range(n):
+                np.testing.assert_array_equal(a.image(k), b.image(k))
+                a.store(back, k, a.image(k))
+            np.testing.assert_array_equal(back, a.scaling.apply(cube))
+    lo, hi = np.percentile(cube, [1, 99])
+    assert a.scaling.low == pytest.approx(lo) and a.scaling.high == pytest.approx(hi)
+
+
+def test_crossline_sorted_segy_keeps_its_file_order(tmp_path):
+    cube = np.random.default_rng(2).standard_normal((16, 18, 20)).astype(np.float32)
+    spec = segyio.spec()
+    spec.sorting, spec.format, spec.samples = 1, 5, list(range(20))  # 1: crossline sorting
+    spec.ilines, spec.xlines = list(range(1, 17)), list(range(1, 19))
+    with segyio.create(str(tmp_path / "x.sgy"), spec) as f:
+        for t, (x, i) in enumerate(np.ndindex(18, 16)):
+            f.header[t] = {segyio.su.iline: i + 1, segyio.su.xline: x + 1}
+            f.trace[t] = cube[i, x]
+    np.save(tmp_path / "cube.npy", cube)
+    for axis in ("inline", "crossline"):
+        with (
+            open_section(tmp_path / "x.sgy", axis) as a,
+            open_section(tmp_path / "cube.npy", axis) as b,
+        ):
+            assert a.shape == (18, 16, 20) and a.slice_axis == (1 if axis == "inline" else 0)
+            back = np.zeros(a.shape, np.uint8)
+            for k in range(a.n_slices):
+                np.testing.assert_array_equal(a.image(k), b.image(k))
+                a.store(back, k, a.image(k))
+            np.testing.assert_array_equal(back, a.scaling.apply(cube.transpose(1, 0, 2)))
+
+
+def test_png_8_and_16_bit_and_rgb_scale_alike(tmp_path, section):
+    image = section[0][:60, :80]
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    cv2.imwrite(str(tmp_path / "b.png"), image.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "c.tif"), np.dstack([image] * 3))
+    scaled = [open_section(tmp_path / n).__enter__().image(0) for n in ("a.png", "b.png", "c.tif")]
+    assert all(s.shape == (60, 80) and s.dtype == np.uint8 for s in scaled)
+    assert np.abs(scaled[0].astype(int) - scaled[1]).max() <= 1
+    np.testing.assert_array_equal(scaled[0], scaled[2])
+
+
+def check_outputs(out, shape, threshold=0.42):
+    prob, mask = np.load(out / "probability.npy"), np.load(out / "mask.npy")
+    assert prob.shape == mask.shape == shape
+    assert prob.dtype == np.float32 and mask.dtype == np.uint8
+    assert 0 <= prob.min() and prob.max() <= 1
+    np.testing.assert_array_equal(mask, prob > threshold)
+    return prob, mask
+
+
+def test_segy_line_and_npy_section_predict_the_same(tmp_path, models, section):
+    image = section[0][:101, :202]
+    segyio.tools.from_array2D(str(tmp_path / "line.sgy"), amplitudes(image).T, dt=2000)  # IBM
+    with segyio.open(str(tmp_path / "line.sgy"), "r+", ignore_geometry=True) as f:
+        for i in range(f.tracecount):
+            f.header[i] = {segyio.su.cdp: 1000 + i, segyio.su.sx: 5 * i}
+        np.save(tmp_path / "line.npy", f.trace.raw[:].T)  # the same amplitudes, as an image
+    info = predict_section(models, tmp_path / "line.sgy", tmp_path / "out_sgy", runtime=CPU)
+    assert info["threshold"] == 0.42 and info["threshold_source"].endswith("cv.json")
+    assert len(info["models"]) == 2
+    assert info["tiles"] == count_tiles((101, 202), 101, 50) and info["tiles_per_s"] > 0
+    prob, mask = check_outputs(tmp_path / "out_sgy", (202, 101))
+    predict_section(models, tmp_path / "line.npy", tmp_path / "out_npy", runtime=CPU)
+    np.testing.assert_allclose(check_outputs(tmp_path / "out_npy", (101, 202))[0], prob.T)
+    with (
+        segyio.open(str(tmp_path / "line.sgy"), ignore_geometry=True) as src,
+        segyio.open(str(tmp_path / "out_sgy" / "probability.sgy"), ignore_geometry=True) as p,
+        segyio.open(str(tmp_path / "out_sgy" / "mask.sgy"), ignore_geometry=True) as m,
+    ):
+        assert p.text[0] == src.text[0] and np.array_equal(p.samples, src.samples)
+        assert src.format != p.format and p.bin[segyio.BinField.Format] == 5
+        for i in (0, 57, src.tracecount - 1):
+            assert dict(p.header[i]) == dict(src.header[i]) == dict(m.header[i])
+        np.testing.assert_array_equal(p.trace.raw[:], prob)
+        np.testing.assert_array_equal(m.trace.raw[:], mask)
+    overlay = cv2.imread(str(tmp_path / "out_sgy" / "overlay.png"))
+    assert overlay.shape == (101, 202, 3)
+
+
+def test_volume_slice_by_slice_segy_and_npy(tmp_path, models, section):
+    cube = np.stack([amplitudes(section[0][:20, 20 * k : 20 * k + 18]).T for k in range(16)])
+    np.save(tmp_path / "cube.npy", cube)  # (inlines 16, crosslines 18, depth 20)
+    segyio.tools.from_array(str(tmp_path / "cube.sgy"), cube, format=IEEE)
+    for axis in ("inline", "crossline"):
+        kw = {"stride": 101, "threshold": "fixed", "axis": axis, "runtime": CPU}
+        predict_section(models, tmp_path / "cube.sgy", tmp_path / f"sgy_{axis}", **kw)
+        predict_section(models, tmp_path / "cube.npy", tmp_path / f"npy_{axis}", **kw)
+        prob, _ = check_outputs(tmp_path / f"sgy_{axis}", cube.shape, 0.5)
+        np.testing.assert_array_equal(
+            check_outputs(tmp_path / f"npy_{axis}", cube.shape, 0.5)[0], prob
+        )
+        params = json.loads((tmp_path / f"sgy_{axis}" / "params.json").read_text())
+        assert params["slices"] == (16 if axis == "inline" else 18) and params["axis"] == axis
+    assert not (tmp_path / "sgy_inline" / "overlay.png").exists()
+    with (
+        segyio.open(str(tmp_path / "cube.sgy")) as src,
+        segyio.open(str(tmp_path / "sgy_inline" / "probability.sgy")) as p,
+    ):
+        assert list(p.ilines) == list(src.ilines) and list(p.xlines) == list(src.xlines)
+        assert dict(p.header[40]) == dict(src.header[40])
+        np.testing.assert_array_equal(
+            segyio.tools.cube(p), np.load(tmp_path / "sgy_inline" / "probability.npy")
+        )
+
+
+def test_png_input_writes_an_overlay(tmp_path, models, section):
+    cv2.imwrite(str(tmp_path / "section.png"), section[0][:101, :150])
+    one = models / "tiny" / "fold1" / "model.pt"
+    info = predict_section(
+        models,
+        tmp_path / "section.png",
+        tmp_path / "out",
+        101,
+        threshold=0.5,
+        runtime=CPU,
+        model_files=[one],
+    )
+    assert info["threshold_source"] == "given" and info["models"] == [str(one)]
+    check_outputs(tmp_path / "out", (101, 150), 0.5)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "mask.npy",
+        "overlay.png",
+        "params.json",
+        "probability.npy",
+    ]
+
+
+def bad_inputs(tmp_path):
+    (tmp_path / "corrupt.sgy").write_bytes(np.random.default_rng(0).bytes(5000))
+    segyio.tools.from_array2D(str(tmp_path / "whole.sgy"), np.ones((40, 30), np.float32))
+    (tmp_path / "truncated.sgy").write_bytes((tmp_path / "whole.sgy").read_bytes()[:-100])
+    np.save(tmp_path / "line1d.npy", np.arange(500.0))
+    np.save(tmp_path / "four_d.npy", np.zeros((2, 20, 20, 20)))
+    np.save(tmp_path / "nan.npy", np.full((50, 50), np.nan))
+    np.save(tmp_path / "constant.npy", np.full((50, 50), 3.0))
+    np.save(tmp_path / "tiny.npy", np.random.default_rng(0).random((8, 50)))
+    (tmp_path / "notes.txt").write_text("hello")
+    return {
+        "corrupt.sgy": "readable SEG-Y",
+        "truncated.sgy": "readable SEG-Y",
+        "line1d.npy": "2-D section or a 3-D volume",
+        "four_d.npy": "2-D section or a 3-D volume",
+        "nan.npy": "finite amplitudes",
+        "constant.npy": "constant",
+        "tiny.npy": "at least 16 pixels",
+        "notes.txt": ".sgy/.segy, .npy",
+        "missing.npy": "existing input file",
+    }
+
+
+def test_bad_input_stops_with_one_line_and_writes_nothing(tmp_path, models, section):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name, expected in bad_inputs(inputs).items():
+        with pytest.raises(InputError, match=expected) as err:
+            predict_section(models, inputs / name, tmp_path / "results" / "out", runtime=CPU)
+        assert "\n" not in str(err.value) and name in str(err.value)
+    np.save(inputs / "good.npy", amplitudes(section[0][:50, :50]))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="expected trained models"):
+        predict_section(tmp_path / "empty", inputs / "good.npy", tmp_path / "results" / "out")
+    with pytest.raises(InputError, match="expected a trained model.pt"):
+        predict_section(
+            models, inputs / "good.npy", tmp_path / "results" / "out", model_files=[inputs / "x.pt"]
+        )
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())

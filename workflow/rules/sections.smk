@@ -1,0 +1,40 @@
+rule predict_section:
+    input:
+        section=lambda wildcards: config["sections"]["inputs"][wildcards.name],
+        models=expand(
+            "results/stage1/{model}/fold{fold}/model.pt",
+            model=STAGE1_MODELS,
+            fold=FOLDS,
+        ),
+        cv="results/stage1/ensemble/cv.json",
+    output:
+        directory("results/sections/{name}"),
+    log:
+        "results/logs/predict_section/{name}.log",
+    benchmark:
+        "results/benchmarks/predict_section/{name}.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    threads: RUNTIME["threads"]
+    resources:
+        gpu=1,
+    params:
+        models_dir=lambda wildcards, input: str(Path(input.cv).parent.parent),
+        sections=config["sections"],
+        predict=config["predict"],
+        tta=",".join(config["predict"]["tta"]),
+        runtime=RUNTIME,
+        threshold=config["submission"]["threshold"],
+    shell:
+        "python -m saltseg predict-section --models {params.models_dir}"
+        " --model-files {input.models}"
+        " --input {input.section} --out {output} --stride {params.sections[stride]}"
+        " --axis {params.sections[axis]} --batch-size {params.predict[batch_size]}"
+        " --tta {params.tta} --threshold {params.threshold} --device {params.runtime[device]}"
+        " --amp {params.runtime[amp]} --channels-last {params.runtime[channels_last]}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule sections:
+    input:
+        expand("results/sections/{name}", name=config["sections"]["inputs"]),
