@@ -31,6 +31,7 @@ from saltseg.models import ARCHITECTURES, build_model
 from saltseg.models.geometry import Geometry
 from saltseg.models.presets import PRESETS
 from saltseg.training.device import Runtime, resolve_runtime
+from saltseg.training.loop import train_step
 
 TILE = 101
 BASELINE = "smp_unet_resnet34"
@@ -80,12 +81,7 @@ def train_rate(model: nn.Module, loss: str, runtime: Runtime, data: Data, args: 
         if step == args.warmup:
             sync(runtime)
             start = time.perf_counter()
-        with runtime.autocast():
-            value = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(value).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        train_step(model, x, y, loss_fn, optimizer, scaler, runtime)
     sync(runtime)
     return args.steps * args.batch_size / (time.perf_counter() - start)
 

@@ -127,6 +127,17 @@ def _loader(dataset: TileDataset, batch_size: int, runtime: Runtime, workers: in
     )
 
 
+def train_step(forward, x, y, loss_fn, optimizer, scaler, runtime: Runtime) -> torch.Tensor:
+    """One optimiser step on a batch already on the device (autocast, scaled backward)."""
+    with runtime.autocast():
+        loss = loss_fn(forward(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
 def _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row) -> dict[str, float]:
     """One pass over the training set: mean loss, seconds, images/s."""
     start, total, count = time.perf_counter(), 0.0, 0
@@ -138,12 +149,7 @@ def _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row) -> dict[st
     )
     for x, y in batches:
         x, y = runtime.to(x), y.to(runtime.device, non_blocking=True)
-        with runtime.autocast():
-            loss = loss_fn(forward(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        loss = train_step(forward, x, y, loss_fn, optimizer, scaler, runtime)
         total += loss.item() * len(x)
         count += len(x)
         batches.set_postfix(loss=f"{total / count:.4f}", refresh=False)
