@@ -1,0 +1,26 @@
+"""One function per pipeline step: read the step's inputs, call the library, write its outputs.
+
+Each function is what one ``saltseg`` subcommand (and so one Snakemake rule) runs. Outputs are
+written atomically; nothing here knows the DAG around it.
+"""
+
+from saltseg.steps.ensembles import ensemble, merge, pseudo_labels, score_oof, summary
+from saltseg.steps.finishing import binarize, mosaic, postprocess, submit, threshold_for
+from saltseg.steps.training import folds, predict, split, train
+
+__all__ = [
+    "binarize",
+    "ensemble",
+    "folds",
+    "merge",
+    "mosaic",
+    "postprocess",
+    "predict",
+    "pseudo_labels",
+    "score_oof",
+    "split",
+    "submit",
+    "summary",
+    "threshold_for",
+    "train",
+]

@@ -1,0 +1,174 @@
+"""Steps that combine probability files: fold merge, model ensemble, pseudo-labels, summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from saltseg import probs as probs_io
+from saltseg.data import kaggle
+from saltseg.errors import InputError
+from saltseg.io import write_csv, write_json
+from saltseg.metrics import best_threshold, competition_metric
+
+log = logging.getLogger(__name__)
+
+
+def merge(
+    data_dir: str,
+    tile: int,
+    oof_parts: list[str],
+    test_parts: list[str],
+    oof_out: str,
+    test_out: str,
+    cv_out: str,
+) -> None:
+    """Join per-fold OOF maps (each train tile once), average test maps, score the OOF.
+
+    ``cv.json`` holds the metric at 0.5 and at the OOF-tuned threshold, with blank tiles forced
+    empty as in the final submission.
+    """
+    ids, maps = [], []
+    for part in oof_parts:
+        part_ids, part_maps = probs_io.read_probs(part)
+        ids += part_ids
+        maps.append(part_maps)
+    train = kaggle.load_train(data_dir, tile)
+    if len(set(ids)) != len(ids) or set(ids) != set(train.ids):
+        raise InputError(oof_parts[0], "expected the fold OOF files to cover each train id once")
+    oof = probs_io.align(oof_parts[0], train.ids, ids, np.concatenate(maps))
+    probs_io.write_probs(oof_out, train.ids, oof)
+    test_ids, test_mean = _mean_maps(test_parts)
+    probs_io.write_probs(test_out, test_ids, test_mean)
+    write_json(cv_out, score_oof(train, oof))
+
+
+def score_oof(train: kaggle.Tiles, oof: np.ndarray) -> dict[str, Any]:
+    """The OOF metric at 0.5 and at the best threshold, blank tiles forced empty."""
+    oof = np.where(kaggle.is_blank(train.images)[:, None, None], 0.0, oof)
+    threshold, tuned = best_threshold(train.masks, oof)
+    return {
+        "n_tiles": len(train),
+        "metric_at_0.5": competition_metric(train.masks, oof > 0.5),
+        "threshold": threshold,
+        "metric_tuned": tuned,
+    }
+
+
+def _mean_maps(
+    parts: list[str], weights: list[float] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """The (weighted) mean of probability files that hold the same ids in the same order."""
+    weights = weights or [1.0] * len(parts)
+    ids, total = probs_io.read_probs(parts[0])
+    total *= weights[0]
+    for part, weight in zip(parts[1:], weights[1:]):
+        part_ids, maps = probs_io.read_probs(part)
+        if part_ids != ids:
+            raise InputError(part, f"expected the same ids in the same order as {parts[0]}")
+        total += weight * maps
+    return ids, total / sum(weights)
+
+
+def ensemble(
+    data_dir: str,
+    tile: int,
+    oof_parts: list[str],
+    test_parts: list[str],
+    weights: list[float] | None,
+    oof_out: str,
+    test_out: str,
+    cv_out: str,
+) -> None:
+    """Weighted average of several models' OOF and test maps, and the OOF score of the average."""
+    if weights is not None and len(weights) != len(oof_parts):
+        raise InputError("weights", f"expected {len(oof_parts)} weights, got {len(weights)}")
+    train = kaggle.load_train(data_dir, tile)
+    oof_ids, oof = _mean_maps(oof_parts, weights)
+    if oof_ids != train.ids:
+        raise InputError(oof_parts[0], "expected one map per train id, in train.csv order")
+    probs_io.write_probs(oof_out, oof_ids, oof)
+    test_ids, test = _mean_maps(test_parts, weights)
+    probs_io.write_probs(test_out, test_ids, test)
+    write_json(cv_out, score_oof(train, oof))
+
+
+def summary(
+    model_cvs: list[str],
+    fold_metrics: list[str],
+    ensemble_cv: str,
+    postprocess_report: str,
+    out: str,
+) -> None:
+    """One row per model and for the ensemble: OOF at 0.5 and tuned, post-processing, time.
+
+    ``model_cvs`` are ``results/stage1/<model>/cv.json``; ``fold_metrics`` every fold's
+    ``metrics.json`` (their ``train_seconds`` are summed per model directory).
+    """
+    seconds: dict[str, float] = {}
+    for path in fold_metrics:
+        model = str(Path(path).parent.parent)
+        seconds[model] = (
+            seconds.get(model, 0.0) + json.loads(Path(path).read_text())["train_seconds"]
+        )
+    rows = []
+    for path in model_cvs:
+        cv = json.loads(Path(path).read_text())
+        model = Path(path).parent
+        rows.append(
+            {
+                "name": model.name,
+                "stage": 1,
+                "oof_at_0.5": cv["metric_at_0.5"],
+                "oof_tuned": cv["metric_tuned"],
+                "threshold": cv["threshold"],
+                "train_seconds": round(seconds.get(str(model), float("nan")), 1),
+            }
+        )
+    cv = json.loads(Path(ensemble_cv).read_text())
+    report = json.loads(Path(postprocess_report).read_text())
+    rows.append(
+        {
+            "name": "ensemble",
+            "stage": 1,
+            "oof_at_0.5": cv["metric_at_0.5"],
+            "oof_tuned": cv["metric_tuned"],
+            "threshold": report["threshold"],
+            "oof_postprocessed": report["oof_after"],
+            "postprocess_gain": report["gain"],
+            "postprocess_applied": report["applied"],
+            "train_seconds": round(sum(seconds.values()), 1),
+        }
+    )
+    write_csv(out, pd.DataFrame(rows))
+
+
+def pseudo_labels(
+    data_dir: str,
+    tile: int,
+    test_probs: str,
+    method: str,
+    min_confidence: float,
+    n_folds: int,
+    seed: int,
+    out: str,
+) -> None:
+    """Select confident test tiles as pseudo-labels (see :mod:`saltseg.pseudo`)."""
+    from saltseg.pseudo import select_confident, select_phalanx, write_pseudo
+
+    test = kaggle.load_test(data_dir, tile)
+    ids, maps = probs_io.read_probs(test_probs)
+    maps = probs_io.align(test_probs, test.ids, ids, maps)
+    blank = kaggle.is_blank(test.images)
+    if method == "confident":
+        table = select_confident(maps, blank, n_folds, seed, min_confidence)
+    else:
+        table = select_phalanx(maps, blank, n_folds, seed)
+    index = table["index"].to_numpy()
+    write_pseudo(out, [test.ids[i] for i in index], maps[index] > 0.5, table)
+    log.info("%d of %d test tiles kept as pseudo-labels (%s)", len(index), len(test), method)

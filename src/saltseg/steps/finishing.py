@@ -1,0 +1,145 @@
+"""Steps from the ensemble to the submission: threshold, mosaics, post-processing, RLE."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from saltseg import probs as probs_io
+from saltseg import rle
+from saltseg.data import kaggle
+from saltseg.data.folds import read_folds
+from saltseg.io import atomic_dir, atomic_path, write_csv, write_json
+from saltseg.metrics import competition_metric
+
+log = logging.getLogger(__name__)
+
+
+def threshold_for(mode: str, cv_json: str) -> float:
+    """The binarisation threshold: ``fixed`` is 0.5 (the winners), ``tuned`` the OOF-best."""
+    if mode == "fixed":
+        return 0.5
+    return float(json.loads(Path(cv_json).read_text())["threshold"])
+
+
+def binarize(maps: np.ndarray, images: np.ndarray, cut: float) -> np.ndarray:
+    """``maps > cut`` as uint8 masks, with blank tiles (one grey value) forced empty."""
+    masks = (maps > cut).astype(np.uint8)
+    masks[kaggle.is_blank(images)] = 0
+    return masks
+
+
+def mosaic(data_dir: str, tile: int, tiles_out: str, pairs_out: str, png_dir: str, n_draw: int):
+    """Assemble train and test tiles into mosaics; draw the largest ones with train masks."""
+    from saltseg.mosaic.assemble import assemble
+    from saltseg.mosaic.draw import draw_mosaic
+
+    train, test = kaggle.load_train(data_dir, tile), kaggle.load_test(data_dir, tile)
+    ids = train.ids + test.ids
+    tiles, pairs = assemble(ids, np.concatenate([train.images, test.images]))
+    for frame, out in [(tiles, tiles_out), (pairs, pairs_out)]:
+        with atomic_path(out) as tmp:
+            frame.to_parquet(tmp, index=False)
+    images = dict(zip(ids, np.concatenate([train.images, test.images])))
+    masks = dict(zip(train.ids, train.masks))
+    with atomic_dir(png_dir) as tmp:
+        for mosaic_id, rows in list(tiles.groupby("mosaic_id", sort=True))[:n_draw]:
+            if len(rows) > 1:
+                draw_mosaic(rows, images, masks, tmp / f"mosaic{mosaic_id:04d}.png")
+    sizes = tiles["mosaic_id"].value_counts()
+    log.info(
+        "%d tiles, %d mosaics of 2+ tiles, largest %d", len(tiles), (sizes > 1).sum(), sizes.max()
+    )
+
+
+def postprocess(
+    data_dir: str,
+    tile: int,
+    layout: str,
+    folds_csv: str,
+    n_folds: int,
+    oof_probs: str,
+    test_probs: str,
+    cv_json: str,
+    threshold: str,
+    enabled: bool,
+    masks_out: str,
+    report_out: str,
+    changes_out: str,
+) -> None:
+    """Binarise the test maps and apply the mosaic rules where they do not lower the OOF metric.
+
+    The rules are validated on OOF predictions first: each fold's tiles play "test" and the
+    other folds' true masks play "train". The rules then reach the real test tiles only when
+    ``enabled`` and the OOF gain is not negative; the report says which happened.
+    """
+    from saltseg.mosaic.postprocess import apply
+
+    cut = threshold_for(threshold, cv_json)
+    tiles = pd.read_parquet(layout)
+    train, test = kaggle.load_train(data_dir, tile), kaggle.load_test(data_dir, tile)
+    blank = {
+        i
+        for i, b in zip(
+            train.ids + test.ids, kaggle.is_blank(np.concatenate([train.images, test.images]))
+        )
+        if b
+    }
+    oof_ids, oof = probs_io.read_probs(oof_probs)
+    oof_masks = binarize(probs_io.align(oof_probs, train.ids, oof_ids, oof), train.images, cut)
+    folds = read_folds(folds_csv, n_folds).set_index("id")["fold"].loc[train.ids].to_numpy()
+    after, oof_log = oof_masks.copy(), []
+    truth = dict(zip(train.ids, train.masks))
+    for fold in range(n_folds):
+        held = {i: m for i, m, f in zip(train.ids, oof_masks, folds) if f == fold}
+        known = {i: m for i, m in truth.items() if i not in held}
+        new, changes = apply(tiles, known, held, blank)
+        for k, i in enumerate(train.ids):
+            if i in new:
+                after[k] = new[i]
+        oof_log.append(changes)
+    before_score = competition_metric(train.masks, oof_masks)
+    after_score = competition_metric(train.masks, after)
+    gain = after_score - before_score
+    applied = enabled and gain >= 0
+    test_ids, test_maps = probs_io.read_probs(test_probs)
+    test_masks = binarize(
+        probs_io.align(test_probs, test.ids, test_ids, test_maps), test.images, cut
+    )
+    changes = pd.DataFrame(columns=["id", "source_id", "rule"])
+    if applied:
+        new, changes = apply(tiles, truth, dict(zip(test.ids, test_masks)), blank)
+        test_masks = np.stack([new[i] for i in test.ids])
+    probs_io.write_probs(masks_out, test.ids, test_masks)
+    write_csv(changes_out, changes)
+    write_json(
+        report_out,
+        {
+            "threshold": cut,
+            "oof_before": before_score,
+            "oof_after": after_score,
+            "gain": gain,
+            "oof_changed_tiles": int(sum(len(c) for c in oof_log)),
+            "enabled": enabled,
+            "applied": applied,
+            "test_changed_tiles": len(changes),
+        },
+    )
+
+
+def submit(masks_path: str, data_dir: str, tile: int, out: str) -> None:
+    """Write a Kaggle submission: each ``sample_submission.csv`` id in order, blank tiles empty.
+
+    Args:
+        masks_path: binary test masks (0/1 maps in the probability format), from ``postprocess``.
+    """
+    ids, maps = probs_io.read_probs(masks_path)
+    test = kaggle.load_test(data_dir, tile)
+    masks = binarize(probs_io.align(masks_path, test.ids, ids, maps), test.images, 0.5)
+    codes = [rle.encode(m) for m in masks]
+    write_csv(out, pd.DataFrame({"id": test.ids, "rle_mask": codes}))
+    log.info("wrote %d masks to %s", len(codes), out)

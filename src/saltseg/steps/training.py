@@ -1,0 +1,117 @@
+"""Steps of stage-1 training: folds, one fold's training, one fold's predictions."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from saltseg import probs as probs_io
+from saltseg.data import kaggle
+from saltseg.data.folds import make_folds, read_folds
+from saltseg.errors import InputError
+from saltseg.inference.predict import load_snapshots, predict_ensemble
+from saltseg.io import atomic_path, write_csv, write_json
+from saltseg.models import build_model
+from saltseg.training.device import Runtime
+from saltseg.training.loop import fit
+
+log = logging.getLogger(__name__)
+
+
+def folds(data_dir: str, out: str, n_folds: int, seed: int, stratify: str, tile: int) -> None:
+    """Write ``folds.csv`` (id, fold) for the labelled tiles."""
+    masks = None
+    if stratify == "coverage":
+        masks = kaggle.load_train(data_dir, tile).masks
+    ids = kaggle.train_ids(data_dir)
+    frame = make_folds(ids, kaggle.read_depths(data_dir, ids), n_folds, seed, stratify, masks)
+    write_csv(out, frame)
+
+
+def split(data_dir: str, folds_csv: str, fold: int, n_folds: int, tile: int):
+    """The labelled tiles of every fold but ``fold`` (train) and of ``fold`` (validation)."""
+    tiles = kaggle.load_train(data_dir, tile)
+    table = read_folds(folds_csv, n_folds).set_index("id")["fold"]
+    missing = [i for i in tiles.ids if i not in table.index]
+    if missing:
+        raise InputError(folds_csv, f"expected a fold for every train id, {missing[0]!r} has none")
+    in_val = table.loc[tiles.ids].to_numpy() == fold
+    return tiles.subset(~in_val), tiles.subset(in_val)
+
+
+def train(
+    data_dir: str,
+    folds_csv: str,
+    fold: int,
+    n_folds: int,
+    params: dict[str, Any],
+    tile: int,
+    seed: int,
+    runtime: Runtime,
+    out_dir: str,
+    workers: int = 0,
+) -> None:
+    """Train one fold; write ``model.pt``, ``metrics.json``, ``history.csv`` and ``params.json``."""
+    out = Path(out_dir)
+    train_tiles, val_tiles = split(data_dir, folds_csv, fold, n_folds, tile)
+    torch.manual_seed(seed + fold)
+    model = build_model(params["arch"], tile, **params["model"])
+    write_json(out / "params.json", {**params, "fold": fold, "seed": seed, "tile": tile})
+    start = time.perf_counter()
+    result = fit(model, params, train_tiles, val_tiles, runtime, out, seed + fold, workers)
+    history = pd.DataFrame(result["history"])
+    write_csv(out / "history.csv", history)
+    last = history.iloc[-1]
+    write_json(
+        out / "metrics.json",
+        {
+            "fold": fold,
+            "n_train": len(train_tiles),
+            "n_val": len(val_tiles),
+            "epochs": len(history),
+            "snapshots": len(result["snapshots"]),
+            "val_metric": float(last["val_metric"]),
+            "val_loss": float(last["val_loss"]),
+            "train_seconds": time.perf_counter() - start,
+            "train_images_per_s": float(history["images_per_s"].mean()),
+            "device": str(runtime.device),
+            "amp": str(runtime.amp_dtype),
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+        },
+    )
+    bundle = {"arch": params["arch"], "model": params["model"], "tile": tile}
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save({**bundle, "snapshots": result["snapshots"]}, tmp)
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def predict(
+    model_pt: str,
+    data_dir: str,
+    folds_csv: str,
+    fold: int,
+    n_folds: int,
+    tile: int,
+    runtime: Runtime,
+    tta: list[str],
+    batch_size: int,
+    oof_out: str,
+    test_out: str,
+) -> None:
+    """Predict one fold's model on its validation tiles (OOF) and on all test tiles."""
+    models = load_snapshots(model_pt, runtime)
+    _, val_tiles = split(data_dir, folds_csv, fold, n_folds, tile)
+    probs_io.write_probs(
+        oof_out, val_tiles.ids, predict_ensemble(models, val_tiles.images, runtime, batch_size, tta)
+    )
+    test = kaggle.load_test(data_dir, tile)
+    probs_io.write_probs(
+        test_out, test.ids, predict_ensemble(models, test.images, runtime, batch_size, tta)
+    )
