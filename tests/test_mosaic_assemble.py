@@ -242,3 +242,19 @@ def test_two_tiles_alone_are_not_matched(cut):
     _, images, _ = cut
     tiles, pairs = assemble(["a", "b"], images[:2])  # no alternative: no ratio test possible
     assert pairs.empty and tiles["mosaic_id"].tolist() == [0, 1]
+
+
+def test_the_layout_does_not_depend_on_the_input_order(tmp_path):
+    from saltseg.data.images import read_image
+    from saltseg.data.synthetic import generate
+
+    data = tmp_path / "data"
+    generate(data, seed=4, sections=2, rows=4, cols=5, train_fraction=0.5, blank_fraction=0.05)
+    paths = sorted(data.glob("*/images/*.png"))
+    ids = [p.stem for p in paths]
+    images = np.stack([read_image(p) for p in paths])
+    tiles, pairs = assemble(ids, images)
+    shuffle = np.random.default_rng(0).permutation(len(ids))
+    tiles2, pairs2 = assemble([ids[i] for i in shuffle], images[shuffle])
+    pd.testing.assert_frame_equal(tiles, tiles2)
+    pd.testing.assert_frame_equal(pairs, pairs2)

@@ -29,6 +29,7 @@ never matched, and a blank tile is a mosaic of its own.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -532,6 +533,11 @@ def assemble(
     params = params or AssemblyParams()
     images = _check_images(images)
     ids = _check_ids(ids, len(images))
+    # A pixel-derived order makes the result independent of the order the tiles come in.
+    order = sorted(
+        range(len(ids)), key=lambda i: (hashlib.blake2b(images[i].tobytes()).digest(), ids[i])
+    )
+    images, ids = images[order], [ids[i] for i in order]
     indexes: dict[str, SeamIndex] = {}
     edges = pd.DataFrame({"a": [], "b": [], "kind": [], "ratio": []})
     if len(images) >= 2:
