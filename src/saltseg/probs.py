@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from saltseg.data.kaggle import is_blank
 from saltseg.errors import InputError
 from saltseg.io import atomic_path
 
@@ -64,3 +65,10 @@ def align(path: str | Path, ids: list[str], maps_ids: list[str], maps: np.ndarra
     if missing:
         raise InputError(path, f"expected a map for every tile id, {missing[0]!r} has none")
     return maps[[position[i] for i in ids]]
+
+
+def binarize(maps: np.ndarray, images: np.ndarray, cut: float) -> np.ndarray:
+    """``maps > cut`` as uint8 masks, with blank tiles (one grey value) forced empty."""
+    masks = (maps > cut).astype(np.uint8)
+    masks[is_blank(images)] = 0
+    return masks

@@ -20,7 +20,7 @@ from saltseg.errors import InputError
 from saltseg.io import atomic_dir, atomic_path, write_json
 from saltseg.metrics import tile_scores
 from saltseg.mosaic.draw import render_mosaic
-from saltseg.probs import align, read_probs
+from saltseg.probs import align, binarize, read_probs
 
 DPI = 110
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_metric"]
@@ -183,8 +183,7 @@ def plot_oof_gallery(
     train = kaggle.load_train(data_dir, tile)
     maps_ids, maps = read_probs(oof_parquet)
     probs = align(oof_parquet, train.ids, maps_ids, maps)
-    pred = probs > threshold
-    pred[kaggle.is_blank(train.images)] = False
+    pred = binarize(probs, train.images, threshold).astype(bool)
     truth = train.masks.astype(bool)
     scores = tile_scores(truth, pred)
     wrong = (truth != pred).reshape(len(truth), -1).sum(1)
@@ -286,8 +285,7 @@ def _mosaic_picture(rows, images, train_masks, test_masks, changed, h, w) -> np.
 
 def _test_masks(path, test, cut: float) -> dict[str, np.ndarray]:
     ids, maps = read_probs(path)
-    masks = (align(path, test.ids, ids, maps) > cut).astype(np.uint8)
-    masks[kaggle.is_blank(test.images)] = 0
+    masks = binarize(align(path, test.ids, ids, maps), test.images, cut)
     return dict(zip(test.ids, masks))
 
 

@@ -5,11 +5,10 @@ written atomically; nothing here knows the DAG around it.
 """
 
 from saltseg.steps.ensembles import ensemble, merge, pseudo_labels, score_oof, summary
-from saltseg.steps.finishing import binarize, mosaic, postprocess, submit, threshold_for
+from saltseg.steps.finishing import mosaic, postprocess, submit, threshold_for
 from saltseg.steps.training import folds, predict, split, train
 
 __all__ = [
-    "binarize",
     "ensemble",
     "folds",
     "merge",

@@ -26,13 +26,6 @@ def threshold_for(mode: str, cv_json: str) -> float:
     return float(json.loads(Path(cv_json).read_text())["threshold"])
 
 
-def binarize(maps: np.ndarray, images: np.ndarray, cut: float) -> np.ndarray:
-    """``maps > cut`` as uint8 masks, with blank tiles (one grey value) forced empty."""
-    masks = (maps > cut).astype(np.uint8)
-    masks[kaggle.is_blank(images)] = 0
-    return masks
-
-
 def mosaic(data_dir: str, tile: int, tiles_out: str, pairs_out: str, png_dir: str, n_draw: int):
     """Assemble train and test tiles into mosaics; draw the largest ones with train masks."""
     from saltseg.mosaic.assemble import assemble
@@ -90,7 +83,9 @@ def postprocess(
         if b
     }
     oof_ids, oof = probs_io.read_probs(oof_probs)
-    oof_masks = binarize(probs_io.align(oof_probs, train.ids, oof_ids, oof), train.images, cut)
+    oof_masks = probs_io.binarize(
+        probs_io.align(oof_probs, train.ids, oof_ids, oof), train.images, cut
+    )
     folds = read_folds(folds_csv, n_folds).set_index("id")["fold"].loc[train.ids].to_numpy()
     after, oof_log = oof_masks.copy(), []
     truth = dict(zip(train.ids, train.masks))
@@ -107,7 +102,7 @@ def postprocess(
     gain = after_score - before_score
     applied = enabled and gain >= 0
     test_ids, test_maps = probs_io.read_probs(test_probs)
-    test_masks = binarize(
+    test_masks = probs_io.binarize(
         probs_io.align(test_probs, test.ids, test_ids, test_maps), test.images, cut
     )
     changes = pd.DataFrame(columns=["id", "source_id", "rule"])
@@ -139,7 +134,7 @@ def submit(masks_path: str, data_dir: str, tile: int, out: str) -> None:
     """
     ids, maps = probs_io.read_probs(masks_path)
     test = kaggle.load_test(data_dir, tile)
-    masks = binarize(probs_io.align(masks_path, test.ids, ids, maps), test.images, 0.5)
+    masks = probs_io.binarize(probs_io.align(masks_path, test.ids, ids, maps), test.images, 0.5)
     codes = [rle.encode(m) for m in masks]
     write_csv(out, pd.DataFrame({"id": test.ids, "rle_mask": codes}))
     log.info("wrote %d masks to %s", len(codes), out)
