@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from saltseg.errors import InputError
-from saltseg.inference.predict import TTA, load_snapshots, predict_ensemble, read_bundle
+from saltseg.inference.predict import TTA, load_snapshots, predict_ensemble
 from saltseg.io import atomic_dir, write_json
 from saltseg.sections.io import PERCENTILES, Section, open_section, write_overlay, write_segy_like
 from saltseg.sections.stitch import Stitcher, count_tiles
@@ -67,13 +67,13 @@ class Ensemble:
             self.paths = sorted(root.rglob("model.pt")) if root.is_dir() else []
         if not self.paths:
             raise InputError(root, "expected trained models (model.pt) under it, found none")
-        tiles = {int(read_bundle(p)["tile"]) for p in self.paths}
-        if len(tiles) != 1:
-            raise InputError(root, f"expected models of one tile size, got {sorted(tiles)}")
-        self.tile = tiles.pop()
         self.groups: dict[str, list] = defaultdict(list)
         for path in self.paths:  # <model>/fold<k>/model.pt: group the folds of each model
             self.groups[str(path.parent.parent)].append(load_snapshots(path, runtime))
+        tiles = {m[0].geometry.tile for folds in self.groups.values() for m in folds}
+        if len(tiles) != 1:
+            raise InputError(root, f"expected models of one tile size, got {sorted(tiles)}")
+        self.tile = tiles.pop()
         self.runtime, self.tta = runtime, tuple(tta)
 
     def __call__(self, tiles: np.ndarray, batch_size: int = 64) -> np.ndarray:
