@@ -11,8 +11,12 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
 include: "workflow/rules/stage1.smk"
 include: "workflow/rules/pseudo.smk"
+include: "workflow/rules/stage2.smk"
+include: "workflow/rules/stage3.smk"
+include: "workflow/rules/blend.smk"
 include: "workflow/rules/mosaic.smk"
 include: "workflow/rules/submission.smk"
 include: "workflow/rules/report.smk"
@@ -24,5 +28,5 @@ rule all:
     input:
         "results/submission.csv",
         "results/summary.csv",
-        "results/pseudo/stage1.parquet",
+        expand("results/pseudo/{stage}.parquet", stage=list(STAGES)[:-1]),
         "results/report/runtimes.png",

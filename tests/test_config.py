@@ -3,7 +3,13 @@ import copy
 import pytest
 import yaml
 
-from saltseg.config import model_params, validate_config
+from saltseg.config import (
+    blend_members,
+    model_params,
+    pseudo_source,
+    stage_models,
+    validate_config,
+)
 from saltseg.errors import InputError
 
 
@@ -41,6 +47,20 @@ def test_shipped_config_is_valid_and_defaults_are_filled(config, schema):
             lambda c: c["models"]["unet_r10"]["phases"][0].update(optimizer="lamb"),
             "config: models.unet_r10.phases.0.optimizer: 'lamb' is not one of",
         ),
+        (lambda c: c.update(stages=[2, 3]), "config: stages: expected stage 1"),
+        (lambda c: c["stage2"].update(models=[]), "config: stage2.models: expected at least one"),
+        (
+            lambda c: c["models"]["unet_r10"]["phases"][0].update(data="pseudo"),
+            "config: models.unet_r10.phases: stage-1 models learn from labels only",
+        ),
+        (
+            lambda c: c["blend"]["models"].append({"stage": 1, "model": "unet_r10_mix"}),
+            "config: blend.models: 'unet_r10_mix' is not a model of stage1.models",
+        ),
+        (
+            lambda c: c["models"]["unet_r10"]["phases"][0].update(data="test"),
+            "config: models.unet_r10.phases.0.data: 'test' is not one of",
+        ),
     ],
 )
 def test_a_wrong_key_or_value_is_named_in_one_line(config, schema, change, message):
@@ -58,3 +78,27 @@ def test_model_params_take_the_default_augmentations(config, schema):
     own = copy.deepcopy(config)
     own["models"]["unet_r10"]["augment"] = [{"name": "HorizontalFlip", "p": 1.0}]
     assert model_params(own, "unet_r10")["augment"] == [{"name": "HorizontalFlip", "p": 1.0}]
+
+
+def test_stages_that_do_not_run_drop_out_of_the_blend(config, schema):
+    validate_config(config, schema)
+    assert stage_models(config) == {
+        "stage1": ["unet_r10"],
+        "stage2": ["unet_r10_pretrain"],
+        "stage3": ["unet_r10_mix"],
+    }
+    assert pseudo_source(config, "stage1") is None
+    assert pseudo_source(config, "stage3") == "stage2"
+    assert blend_members(config) == [
+        ("stage2", "unet_r10_pretrain", 1.0),
+        ("stage3", "unet_r10_mix", 1.0),
+    ]
+    config["stages"] = [1, 3]  # stage 3 then learns from stage 1's labels
+    assert pseudo_source(config, "stage3") == "stage1"
+    assert blend_members(config) == [("stage3", "unet_r10_mix", 1.0)]
+    config["stages"] = [1]
+    config["stage1"]["models"] = ["unet_r10", "pad128"]
+    assert blend_members(config) == [
+        ("stage1", "unet_r10", 1.0),
+        ("stage1", "pad128", 1.0),
+    ]

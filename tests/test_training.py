@@ -233,3 +233,45 @@ def test_schedules_give_the_lr_expected_at_chosen_epochs():
     assert got[:5] == pytest.approx([1e-4] * 5)
     assert got[5] == pytest.approx(5e-5)
     assert lrs({"optimizer": "adam", "lr": 0.003, "schedule": "constant"}, 3) == [0.003] * 3
+
+
+def test_each_phase_trains_on_its_data_source(tmp_path):
+    p = params(epochs=1)
+    p["phases"] = [{**p["phases"][0], "data": "pseudo"}, {**p["phases"][0], "data": "train"}]
+    model = build_model("unet", 101, **p["model"])
+    runtime = resolve_runtime("cpu", "false", "false")
+    sources = {"train": toy_tiles(16, 0), "pseudo": toy_tiles(8, 2)}
+    history = loop.fit(model, p, sources, toy_tiles(8, 1), runtime, tmp_path, 0)["history"]
+    assert [row["data"] for row in history] == ["pseudo", "train"]
+    # batches of 8 with drop_last: 8 pseudo tiles make one step, 16 train tiles two
+    assert [round(row["images_per_s"] * row["seconds"]) for row in history] == [8, 16]
+
+
+def test_a_phase_without_tiles_is_skipped_and_a_missing_source_named(tmp_path):
+    p = params(epochs=1)
+    p["phases"] = [{**p["phases"][0], "data": "pseudo"}, p["phases"][0]]
+    model = build_model("unet", 101, **p["model"])
+    runtime = resolve_runtime("cpu", "false", "false")
+    empty = toy_tiles(8, 2).subset(np.zeros(8, bool))
+    sources = {"train": toy_tiles(16, 0), "pseudo": empty}
+    history = loop.fit(model, p, sources, toy_tiles(8, 1), runtime, tmp_path / "a", 0)["history"]
+    assert [row["data"] for row in history] == ["train"]
+    with pytest.raises(ValueError, match="phase 0: data: expected one of \\['train'\\]"):
+        loop.fit(model, p, toy_tiles(16, 0), toy_tiles(8, 1), runtime, tmp_path / "b", 0)
+
+
+def test_snapshots_are_the_last_cycles_of_a_phase():
+    from saltseg.training.optim import cycle_epochs, takes_snapshot
+
+    # 3 cycles of 4 epochs, the last 2 kept: snapshots after epochs 8 and 12 (1-based)
+    phase = {"epochs": 12, "cycles": 3, "snapshots": 2, "schedule": "cosine"}
+    assert cycle_epochs(phase) == 4
+    assert [e + 1 for e in range(12) if takes_snapshot(phase, e)] == [8, 12]
+    # pretraining: 3 cosine cycles, no snapshot kept
+    assert not any(takes_snapshot({**phase, "snapshots": 0}, e) for e in range(12))
+    # the default: one cycle per snapshot
+    assert [e + 1 for e in range(6) if takes_snapshot({"epochs": 6, "snapshots": 3}, e)] == [
+        2,
+        4,
+        6,
+    ]

@@ -16,6 +16,11 @@ from saltseg import rle
 from saltseg.probs import read_probs
 from saltseg.pseudo import read_pseudo
 
+STAGE_MODELS = [
+    ("stage1", "unet_r10"),
+    ("stage2", "unet_r10_pretrain"),
+    ("stage3", "unet_r10_mix"),
+]
 TINY = {
     "synthetic": {"sections": 2, "rows": 4, "cols": 5},
     "folds": {"n_folds": 2},
@@ -35,9 +40,17 @@ def write_config(workdir: Path, repo: Path, change=None) -> None:
     config = yaml.safe_load((repo / "config.yaml").read_text())
     for key, value in TINY.items():
         config[key].update(value)
-    model = config["models"]["unet_r10"]
-    model["model"]["decoder_channels"] = [16, 16, 8, 8, 8]
-    model["phases"] = [{"loss": "bce_dice", "lr": 0.003, "epochs": 1, "batch_size": 8}]
+    for name, data in [
+        ("unet_r10", ["train"]),
+        ("unet_r10_pretrain", ["pseudo", "train"]),
+        ("unet_r10_mix", ["train+pseudo"]),
+    ]:
+        model = config["models"][name]
+        model["model"] = {**model["model"], "decoder_channels": [16, 16, 8, 8, 8]}
+        model["phases"] = [
+            {"data": d, "loss": "bce_dice", "lr": 0.003, "epochs": 1, "batch_size": 8} for d in data
+        ]
+    config["pseudo"]["min_confidence"] = 0.5  # one-epoch models are rarely confident
     if change:
         change(config)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -66,20 +79,30 @@ def test_the_dag_reaches_a_valid_submission(workflow):
     assert sub["id"].tolist() == sample["id"].tolist()
     assert all(rle.decode(code, (101, 101)).shape == (101, 101) for code in sub["rle_mask"])
     train = pd.read_csv(data / "train.csv")
-    oof_ids, oof = read_probs(workflow / "results/stage1/unet_r10/oof.parquet")
-    assert oof_ids == train["id"].tolist() and oof.shape == (len(train), 101, 101)
-    cv = json.loads((workflow / "results/stage1/ensemble/cv.json").read_text())
+    for stage, model in STAGE_MODELS:
+        oof_ids, oof = read_probs(workflow / f"results/{stage}/{model}/oof.parquet")
+        assert oof_ids == train["id"].tolist() and oof.shape == (len(train), 101, 101)
+    cv = json.loads((workflow / "results/blend/cv.json").read_text())
     assert 0 <= cv["metric_at_0.5"] <= cv["metric_tuned"] <= 1
     summary = pd.read_csv(workflow / "results/summary.csv")
-    assert summary["name"].tolist() == ["unet_r10", "ensemble"]
-    ensemble = summary.iloc[1]
+    assert list(zip(summary["stage"], summary["name"])) == [
+        *STAGE_MODELS,
+        *[(stage, "ensemble") for stage in ("stage1", "stage2", "stage3")],
+        ("blend", "blend"),
+    ]
+    blend = summary.iloc[-1]
+    assert blend["oof_tuned"] == pytest.approx(cv["metric_tuned"])
     report = json.loads((workflow / "results/postprocess/report.json").read_text())
-    assert ensemble["oof_postprocessed"] == pytest.approx(report["oof_after"])
-    assert ensemble["postprocess_gain"] == pytest.approx(report["oof_after"] - report["oof_before"])
+    assert blend["oof_postprocessed"] == pytest.approx(report["oof_after"])
+    assert blend["postprocess_gain"] == pytest.approx(report["oof_after"] - report["oof_before"])
     assert report["applied"] == (report["gain"] >= 0)
-    pseudo, masks = read_pseudo(workflow / "results/pseudo/stage1.parquet")
-    assert set(pseudo["id"]) <= set(sample["id"]) and len(masks) == len(pseudo)
-    assert (pseudo["confidence"] >= 0.9).all() and pseudo["fold"].between(0, 1).all()
+    for name in ["stage1", "stage2", "stage1/fold0", "stage1/fold1", "stage2/fold1"]:
+        pseudo, masks = read_pseudo(workflow / f"results/pseudo/{name}.parquet")
+        assert set(pseudo["id"]) <= set(sample["id"]) and len(masks) == len(pseudo)
+        assert (pseudo["confidence"] >= 0.5).all() and pseudo["fold"].between(0, 1).all()
+    history = pd.read_csv(workflow / "results/stage2/unet_r10_pretrain/fold0/history.csv")
+    n_pseudo = len(read_pseudo(workflow / "results/pseudo/stage1/fold0.parquet")[0])
+    assert history["data"].tolist() == ["pseudo", "train"] if n_pseudo else ["train"]
     tiles = pd.read_parquet(workflow / "results/mosaic/tiles.parquet")
     assert sorted(tiles["id"]) == sorted(train["id"].tolist() + sample["id"].tolist())
     assert not tiles.duplicated(["mosaic_id", "x", "y"]).any()
@@ -90,8 +113,13 @@ def test_the_dag_reaches_a_valid_submission(workflow):
         params = json.loads((fold_dir / "params.json").read_text())
         assert metrics["fold"] == fold and metrics["epochs"] == 1
         assert params["phases"][0]["epochs"] == 1 and params["model"]["encoder_name"] == "resnet10t"
-        assert (workflow / f"results/logs/train/unet_r10_fold{fold}.log").stat().st_size > 0
-        assert (workflow / f"results/benchmarks/train/unet_r10_fold{fold}.tsv").is_file()
+        assert (workflow / f"results/logs/train/stage1_unet_r10_fold{fold}.log").stat().st_size
+        assert (workflow / f"results/benchmarks/train/stage1_unet_r10_fold{fold}.tsv").is_file()
+        mix = json.loads(
+            (workflow / f"results/stage3/unet_r10_mix/fold{fold}/metrics.json").read_text()
+        )
+        share = read_pseudo(workflow / f"results/pseudo/stage2/fold{fold}.parquet")[0]
+        assert mix["n_pseudo"]["train+pseudo"] == metrics["n_train"] + (share["fold"] == fold).sum()
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
@@ -115,7 +143,7 @@ def test_the_report_holds_every_section(workflow):
     html = (workflow / "results/report.html").read_text()
     for section in ["Summary", "Training", "OOF predictions", "Mosaics", "Run time", "Submission"]:
         assert section in html, section
-    for png in ["curves/unet_r10.png", "oof_gallery.png", "runtimes.png"]:
+    for png in ["curves/stage1_unet_r10.png", "oof_gallery.png", "runtimes.png"]:
         assert (workflow / "results/report" / png).stat().st_size > 10_000, png
     counts = json.loads((workflow / "results/report/oof_counts.json").read_text())
     assert counts["tp"] + counts["fp"] + counts["fn"] + counts["tn"] == len(
@@ -174,13 +202,64 @@ def test_a_changed_model_value_reruns_that_model_and_what_follows(workflow, repo
     finally:
         write_config(workflow, repo)
     assert result.returncode == 0, result.stderr[-2000:]
+    # stage 1 feeds stage 2 (pseudo-labels) and so stage 3 and the blend of stages 2 and 3;
+    # the submission needs no stage ensemble and no stage-1 fold merge
+    assert planned_jobs(result) == {
+        "train": 6,
+        "predict": 6,
+        "merge_folds": 2,
+        "pseudo_fold": 4,
+        "blend": 1,
+        "postprocess": 1,
+        "submission": 1,
+    }
+
+
+@pytest.mark.slow
+def test_a_changed_stage3_model_leaves_earlier_stages_alone(workflow, repo):
+    def change(config):
+        config["models"]["unet_r10_mix"]["phases"][0]["lr"] = 0.002
+
+    write_config(workflow, repo, change)
+    try:
+        result = snakemake(workflow, "-n", "submission")
+    finally:
+        write_config(workflow, repo)
+    assert result.returncode == 0, result.stderr[-2000:]
     assert planned_jobs(result) == {
         "train": 2,
         "predict": 2,
         "merge_folds": 1,
-        "ensemble_stage1": 1,
+        "blend": 1,
         "postprocess": 1,
         "submission": 1,
+    }
+
+
+def planned_wildcards(result: subprocess.CompletedProcess) -> set[tuple[str, str]]:
+    """``{(rule, wildcards)}`` of a dry run's jobs."""
+    jobs, rule = set(), None
+    for line in result.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("rule ") or line.startswith("localrule "):
+            rule = line.split()[1].rstrip(":")
+        elif line.startswith("wildcards:"):
+            jobs.add((rule, line.removeprefix("wildcards:").strip()))
+    return jobs
+
+
+@pytest.mark.slow
+def test_a_fold_learns_only_from_pseudo_labels_of_models_blind_to_it(workflow):
+    """Stage-2 fold 0 needs stage-1 fold-0 models only: no model that trained on a fold-0
+    validation tile labels its pseudo-labels, so its OOF score cannot leak."""
+    target = "results/stage2/unet_r10_pretrain/fold0/model.pt"
+    result = snakemake(workflow, "-n", "--forceall", "--", target)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_wildcards(result) == {
+        ("train", "stage=stage1, model=unet_r10, fold=0"),
+        ("predict", "stage=stage1, model=unet_r10, fold=0"),
+        ("pseudo_fold", "stage=stage1, fold=0"),
+        ("train", "stage=stage2, model=unet_r10_pretrain, fold=0"),
     }
 
 
@@ -212,3 +291,14 @@ def test_lint_is_clean(repo):
     result = snakemake(repo, "--lint", "--cores", "1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "Lints for" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("profile, n_train", [("cpu", 9), ("fast", 15), ("full", 30)])
+def test_each_profile_plans_all_three_stages(repo, tmp_path, profile, n_train):
+    shutil.copy(repo / "Snakefile", tmp_path)
+    shutil.copytree(repo / "workflow", tmp_path / "workflow")
+    shutil.copy(repo / "config.yaml", tmp_path)
+    result = snakemake(tmp_path, "-n", "--workflow-profile", f"workflow/profiles/{profile}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = planned_jobs(result)
+    assert jobs["train"] == n_train and jobs["blend"] == 1 and jobs["submission"] == 1

@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--params", required=True, help="the model's config as JSON")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--pseudo", help="this fold's pseudo-labels (for phases with data: *pseudo)")
     p.add_argument("--out-dir", required=True)
 
     p = sub.add_parser("predict", help="predict one fold's model on its OOF and the test tiles")
@@ -105,7 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pseudo", help="confident test tiles as pseudo-labels, dealt into folds")
     p.add_argument("--data-dir", required=True)
     p.add_argument("--tile-size", type=int, default=101)
-    p.add_argument("--probs", required=True, help="test probabilities of the ensemble")
+    p.add_argument(
+        "--probs", nargs="+", required=True, help="test probabilities, averaged (one per model)"
+    )
     p.add_argument("--method", choices=["confident", "phalanx"], default="confident")
     p.add_argument("--min-confidence", type=float, default=0.9)
     p.add_argument("--n-folds", type=int, required=True)
@@ -119,9 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("summary", help="results/summary.csv: OOF of every model and the blend")
-    p.add_argument("--model-cvs", nargs="+", required=True)
-    p.add_argument("--fold-metrics", nargs="+", required=True)
-    p.add_argument("--ensemble-cv", required=True)
+    p.add_argument("--model-cvs", nargs="+", required=True, help="results/<stage>/<model>/cv.json")
+    p.add_argument("--fold-metrics", nargs="+", required=True, help="every fold's metrics.json")
+    p.add_argument("--ensemble-cvs", nargs="+", required=True, help="each stage's ensemble")
+    p.add_argument("--blend-cv", required=True)
     p.add_argument("--postprocess", required=True, help="postprocess report.json")
     p.add_argument("--out", required=True)
 
@@ -238,6 +242,7 @@ def run(args: argparse.Namespace) -> None:
                 _runtime(args),
                 args.out_dir,
                 args.workers,
+                args.pseudo,
             )
     elif args.command == "predict":
         with claim_gpu(_gpu_slots(args.device)):
@@ -329,7 +334,12 @@ def run(args: argparse.Namespace) -> None:
         _plot(args)
     elif args.command == "summary":
         steps.summary(
-            args.model_cvs, args.fold_metrics, args.ensemble_cv, args.postprocess, args.out
+            args.model_cvs,
+            args.fold_metrics,
+            args.ensemble_cvs,
+            args.blend_cv,
+            args.postprocess,
+            args.out,
         )
 
 

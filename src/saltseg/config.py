@@ -41,10 +41,64 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
         error = jsonschema.exceptions.best_match(errors)
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         raise InputError(f"config: {where}", error.message.splitlines()[0][:200])
-    for name in config["stage1"]["models"]:
-        if name not in config["models"]:
-            raise InputError("config: stage1.models", f"{name!r} is not a key of models")
+    _check_stages(config)
     return config
+
+
+def _check_stages(config: dict[str, Any]) -> None:
+    """Stage lists name known models; stage 1 learns from labels only; members exist."""
+    if 1 not in config["stages"]:
+        raise InputError(
+            "config: stages", "expected stage 1 in the list (later stages learn from it)"
+        )
+    for stage in config["stages"]:
+        key = f"stage{stage}"
+        if not config[key]["models"]:
+            raise InputError(
+                f"config: {key}.models", "expected at least one model for a stage that runs"
+            )
+        for name in config[key]["models"]:
+            if name not in config["models"]:
+                raise InputError(f"config: {key}.models", f"{name!r} is not a key of models")
+            uses = {phase.get("data", "train") for phase in config["models"][name]["phases"]}
+            if stage == 1 and uses != {"train"}:
+                raise InputError(
+                    f"config: models.{name}.phases",
+                    "stage-1 models learn from labels only (data: train); pseudo needs stage 2+",
+                )
+    for member in config["blend"]["models"]:
+        if member["model"] not in config[f"stage{member['stage']}"]["models"]:
+            raise InputError(
+                "config: blend.models",
+                f"{member['model']!r} is not a model of stage{member['stage']}.models",
+            )
+
+
+def stage_models(config: dict[str, Any]) -> dict[str, list[str]]:
+    """``{"stage1": [model, ...], ...}`` for the stages that run, in order."""
+    return {f"stage{s}": list(config[f"stage{s}"]["models"]) for s in sorted(config["stages"])}
+
+
+def pseudo_source(config: dict[str, Any], stage: str) -> str | None:
+    """The stage whose pseudo-labels ``stage`` learns from: the previous stage that runs."""
+    stages = list(stage_models(config))
+    index = stages.index(stage)
+    return stages[index - 1] if index else None
+
+
+def blend_members(config: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """``(stage, model, weight)`` of the blend: configured members of stages that run, or
+    (none left) every model of the last stage that runs, with equal weights."""
+    stages = stage_models(config)
+    members = [
+        (f"stage{m['stage']}", m["model"], float(m.get("weight", 1.0)))
+        for m in config["blend"]["models"]
+        if f"stage{m['stage']}" in stages
+    ]
+    if members:
+        return members
+    last = list(stages)[-1]
+    return [(last, model, 1.0) for model in stages[last]]
 
 
 def model_params(config: dict[str, Any], name: str) -> dict[str, Any]:

@@ -4,7 +4,13 @@ import json
 import sys
 from pathlib import Path
 
-from saltseg.config import model_params, validate_config
+from saltseg.config import (
+    blend_members,
+    model_params,
+    pseudo_source,
+    stage_models,
+    validate_config,
+)
 
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -27,11 +33,13 @@ if DATA_DIR != SYNTHETIC_DIR and not Path(DATA_DIR).is_dir():
 SRC = Path(workflow.basedir) / "src"
 shell.prefix(f"export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 FOLDS = list(range(config["folds"]["n_folds"]))
-STAGE1_MODELS = config["stage1"]["models"]
+STAGES = stage_models(config)  # {"stage1": [model, ...], ...} for the stages that run
+BLEND = blend_members(config)  # [(stage, model, weight), ...]
 RUNTIME = config["runtime"]
 
 
 wildcard_constraints:
+    stage="|".join(STAGES),
     model="|".join(config["models"]),
     fold=r"\d+",
 
@@ -46,12 +54,36 @@ def fold_outputs(name):
 
     def files(wildcards):
         return expand(
-            f"results/stage1/{wildcards.model}/fold{{fold}}/{name}", fold=FOLDS
+            f"results/{wildcards.stage}/{wildcards.model}/fold{{fold}}/{name}",
+            fold=FOLDS,
         )
 
     return files
 
 
-def stage1_outputs(name):
-    """The per-model merged ``name`` files of every stage-1 model."""
-    return expand(f"results/stage1/{{model}}/{name}", model=STAGE1_MODELS)
+def stage_outputs(name, stages=None):
+    """``results/<stage>/<model>/<name>`` of every model of ``stages`` (default: all that run)."""
+    return [
+        f"results/{stage}/{model}/{name}"
+        for stage in stages or STAGES
+        for model in STAGES[stage]
+    ]
+
+
+def stage_fold_outputs(name):
+    """Input function: ``name`` of one stage's models on one fold, e.g. their test maps."""
+
+    def files(wildcards):
+        return expand(
+            f"results/{wildcards.stage}/{{model}}/fold{wildcards.fold}/{name}",
+            model=STAGES[wildcards.stage],
+        )
+
+    return files
+
+
+def fold_pseudo(wildcards):
+    """This fold's pseudo-labels from the previous stage (none for stage 1): made only by that
+    stage's models of the same fold, which never saw the fold's validation tiles."""
+    source = pseudo_source(config, wildcards.stage)
+    return [f"results/pseudo/{source}/fold{wildcards.fold}.parquet"] if source else []

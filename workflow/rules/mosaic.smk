@@ -30,9 +30,9 @@ rule postprocess:
         data=DATA_DIR,
         layout="results/mosaic/tiles.parquet",
         folds="results/folds.csv",
-        oof="results/stage1/ensemble/oof.parquet",
-        probs="results/stage1/ensemble/test.parquet",
-        cv="results/stage1/ensemble/cv.json",
+        oof="results/blend/oof.parquet",
+        probs="results/blend/test.parquet",
+        cv="results/blend/cv.json",
     output:
         masks="results/postprocess/masks.parquet",
         report="results/postprocess/report.json",

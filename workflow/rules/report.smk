@@ -3,27 +3,27 @@ rule report_curves:
         fold_outputs("history.csv"),
     output:
         report(
-            "results/report/curves/{model}.png",
+            "results/report/curves/{stage}_{model}.png",
             caption="../report/curves.rst",
             category="Training",
-            subcategory="{model}",
+            subcategory="{stage}",
         ),
     log:
-        "results/logs/report_curves/{model}.log",
+        "results/logs/report_curves/{stage}_{model}.log",
     benchmark:
-        "results/benchmarks/report_curves/{model}.tsv"
+        "results/benchmarks/report_curves/{stage}_{model}.tsv"
     conda:
         "../../envs/saltseg.yaml"
     shell:
-        "python -m saltseg plot-curves --history {input} --title {wildcards.model}"
+        "python -m saltseg plot-curves --history {input} --title '{wildcards.stage} {wildcards.model}'"
         " --out {output} > {log} 2>&1"
 
 
 rule report_gallery:
     input:
         data=DATA_DIR,
-        oof="results/stage1/ensemble/oof.parquet",
-        cv="results/stage1/ensemble/cv.json",
+        oof="results/blend/oof.parquet",
+        cv="results/blend/cv.json",
     output:
         gallery=report(
             "results/report/oof_gallery.png",
@@ -50,9 +50,9 @@ rule report_mosaics:
     input:
         data=DATA_DIR,
         layout="results/mosaic/tiles.parquet",
-        before="results/stage1/ensemble/test.parquet",
+        before="results/blend/test.parquet",
         after="results/postprocess/masks.parquet",
-        cv="results/stage1/ensemble/cv.json",
+        cv="results/blend/cv.json",
     output:
         report(
             directory("results/report/mosaics"),
@@ -83,7 +83,11 @@ rule report_runtimes:
         "results/summary.csv",
         "results/report/oof_gallery.png",
         "results/report/mosaics",
-        expand("results/report/curves/{model}.png", model=STAGE1_MODELS),
+        [
+            f"results/report/curves/{stage}_{model}.png"
+            for stage in STAGES
+            for model in STAGES[stage]
+        ],
     output:
         report(
             "results/report/runtimes.png",

@@ -3,7 +3,7 @@ rule predict_section:
         section=lambda wildcards: config["sections"]["inputs"][wildcards.name],
         models=expand(
             "results/stage1/{model}/fold{fold}/model.pt",
-            model=STAGE1_MODELS,
+            model=STAGES["stage1"],
             fold=FOLDS,
         ),
         cv="results/stage1/ensemble/cv.json",

@@ -23,13 +23,15 @@ rule submission:
 
 rule summary:
     input:
-        model_cvs=stage1_outputs("cv.json"),
-        fold_metrics=expand(
-            "results/stage1/{model}/fold{fold}/metrics.json",
-            model=STAGE1_MODELS,
-            fold=FOLDS,
-        ),
-        ensemble_cv="results/stage1/ensemble/cv.json",
+        model_cvs=stage_outputs("cv.json"),
+        fold_metrics=[
+            f"results/{stage}/{model}/fold{fold}/metrics.json"
+            for stage in STAGES
+            for model in STAGES[stage]
+            for fold in FOLDS
+        ],
+        ensemble_cvs=expand("results/{stage}/ensemble/cv.json", stage=STAGES),
+        blend_cv="results/blend/cv.json",
         postprocess="results/postprocess/report.json",
     output:
         report(
@@ -45,5 +47,6 @@ rule summary:
         "../../envs/saltseg.yaml"
     shell:
         "python -m saltseg summary --model-cvs {input.model_cvs}"
-        " --fold-metrics {input.fold_metrics} --ensemble-cv {input.ensemble_cv}"
+        " --fold-metrics {input.fold_metrics} --ensemble-cvs {input.ensemble_cvs}"
+        " --blend-cv {input.blend_cv}"
         " --postprocess {input.postprocess} --out {output} > {log} 2>&1"

@@ -6,7 +6,7 @@ written atomically; nothing here knows the DAG around it.
 
 from saltseg.steps.ensembles import ensemble, merge, pseudo_labels, score_oof, summary
 from saltseg.steps.finishing import mosaic, postprocess, submit, threshold_for
-from saltseg.steps.training import folds, predict, split, train
+from saltseg.steps.training import folds, predict, pseudo_tiles, split, train
 
 __all__ = [
     "ensemble",
@@ -16,6 +16,7 @@ __all__ = [
     "postprocess",
     "predict",
     "pseudo_labels",
+    "pseudo_tiles",
     "score_oof",
     "split",
     "submit",

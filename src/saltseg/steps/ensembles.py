@@ -101,69 +101,74 @@ def ensemble(
 def summary(
     model_cvs: list[str],
     fold_metrics: list[str],
-    ensemble_cv: str,
+    ensemble_cvs: list[str],
+    blend_cv: str,
     postprocess_report: str,
     out: str,
 ) -> None:
-    """One row per model and for the ensemble: OOF at 0.5 and tuned, post-processing, time.
+    """One row per model and stage, per stage ensemble, and for the blend.
 
-    ``model_cvs`` are ``results/stage1/<model>/cv.json``; ``fold_metrics`` every fold's
-    ``metrics.json`` (their ``train_seconds`` are summed per model directory).
+    Columns: OOF at 0.5 and tuned, the tuned threshold, train seconds (``fold_metrics``'
+    ``train_seconds`` summed per model directory), and for the blend the OOF after the mosaic
+    post-processing, its gain and whether it was applied. Paths are ``results/<stage>/<model>/``.
     """
-    seconds: dict[str, float] = {}
+    seconds: dict[Path, float] = {}
     for path in fold_metrics:
-        model = str(Path(path).parent.parent)
+        model = Path(path).parent.parent
         seconds[model] = (
             seconds.get(model, 0.0) + json.loads(Path(path).read_text())["train_seconds"]
         )
-    rows = []
-    for path in model_cvs:
+
+    def row(path: str, name: str, stage: str, train_seconds: float) -> dict[str, Any]:
         cv = json.loads(Path(path).read_text())
-        model = Path(path).parent
-        rows.append(
-            {
-                "name": model.name,
-                "stage": 1,
-                "oof_at_0.5": cv["metric_at_0.5"],
-                "oof_tuned": cv["metric_tuned"],
-                "threshold": cv["threshold"],
-                "train_seconds": round(seconds.get(str(model), float("nan")), 1),
-            }
-        )
-    cv = json.loads(Path(ensemble_cv).read_text())
-    report = json.loads(Path(postprocess_report).read_text())
-    rows.append(
-        {
-            "name": "ensemble",
-            "stage": 1,
+        return {
+            "name": name,
+            "stage": stage,
             "oof_at_0.5": cv["metric_at_0.5"],
             "oof_tuned": cv["metric_tuned"],
-            "threshold": report["threshold"],
-            "oof_postprocessed": report["oof_after"],
-            "postprocess_gain": report["gain"],
-            "postprocess_applied": report["applied"],
-            "train_seconds": round(sum(seconds.values()), 1),
+            "threshold": cv["threshold"],
+            "train_seconds": round(train_seconds, 1),
         }
+
+    rows = [
+        row(path, Path(path).parent.name, Path(path).parent.parent.name, seconds[Path(path).parent])
+        for path in model_cvs
+    ]
+    for path in ensemble_cvs:
+        stage_dir = Path(path).parent.parent
+        stage_seconds = sum(s for model, s in seconds.items() if model.parent == stage_dir)
+        rows.append(row(path, "ensemble", stage_dir.name, stage_seconds))
+    report = json.loads(Path(postprocess_report).read_text())
+    blend = row(blend_cv, "blend", "blend", sum(seconds.values()))
+    blend.update(
+        threshold=report["threshold"],
+        oof_postprocessed=report["oof_after"],
+        postprocess_gain=report["gain"],
+        postprocess_applied=report["applied"],
     )
-    write_csv(out, pd.DataFrame(rows))
+    write_csv(out, pd.DataFrame(rows + [blend]))
 
 
 def pseudo_labels(
     data_dir: str,
     tile: int,
-    test_probs: str,
+    test_probs: list[str],
     method: str,
     min_confidence: float,
     n_folds: int,
     seed: int,
     out: str,
 ) -> None:
-    """Select confident test tiles as pseudo-labels (see :mod:`saltseg.pseudo`)."""
+    """Select confident test tiles of the mean of ``test_probs`` (see :mod:`saltseg.pseudo`).
+
+    Given one fold's test maps of every model, the labels are leak-free for that fold: no model
+    behind them saw its validation tiles.
+    """
     from saltseg.pseudo import select_confident, select_phalanx, write_pseudo
 
     test = kaggle.load_test(data_dir, tile)
-    ids, maps = probs_io.read_probs(test_probs)
-    maps = probs_io.align(test_probs, test.ids, ids, maps)
+    ids, maps = _mean_maps(test_probs)
+    maps = probs_io.align(test_probs[0], test.ids, ids, maps)
     blank = kaggle.is_blank(test.images)
     if method == "confident":
         table = select_confident(maps, blank, n_folds, seed, min_confidence)

@@ -1,4 +1,4 @@
-"""Steps of stage-1 training: folds, one fold's training, one fold's predictions."""
+"""Steps of model training: folds, one fold's training (with pseudo-labels), its predictions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -18,6 +19,7 @@ from saltseg.errors import InputError
 from saltseg.inference.predict import load_snapshots, predict_ensemble
 from saltseg.io import atomic_path, write_csv, write_json
 from saltseg.models import build_model
+from saltseg.pseudo import read_pseudo
 from saltseg.training.device import Runtime
 from saltseg.training.loop import fit
 
@@ -56,15 +58,33 @@ def train(
     runtime: Runtime,
     out_dir: str,
     workers: int = 0,
+    pseudo: str | None = None,
 ) -> None:
-    """Train one fold; write ``model.pt``, ``metrics.json``, ``history.csv`` and ``params.json``."""
+    """Train one fold; write ``model.pt``, ``metrics.json``, ``history.csv`` and ``params.json``.
+
+    ``pseudo`` is this fold's pseudo-label file (test tiles only, made by models that never saw
+    the fold's validation tiles); phases with ``data: pseudo`` train on all of it, phases with
+    ``data: train+pseudo`` on the train tiles plus its rows dealt to this fold.
+    """
     out = Path(out_dir)
     train_tiles, val_tiles = split(data_dir, folds_csv, fold, n_folds, tile)
+    sources = {"train": train_tiles}
+    if pseudo is not None:
+        labelled, dealt = pseudo_tiles(
+            data_dir, pseudo, tile, set(train_tiles.ids) | set(val_tiles.ids)
+        )
+        share = labelled.subset(dealt == fold)
+        sources |= {"pseudo": labelled, "train+pseudo": concat(train_tiles, share)}
+    needed = {phase.get("data", "train") for phase in params["phases"]}
+    if not needed <= set(sources):
+        raise InputError(
+            "--pseudo", f"expected a pseudo-label file for phases with data {sorted(needed)}"
+        )
     torch.manual_seed(seed + fold)
     model = build_model(params["arch"], tile, **params["model"])
     write_json(out / "params.json", {**params, "fold": fold, "seed": seed, "tile": tile})
     start = time.perf_counter()
-    result = fit(model, params, train_tiles, val_tiles, runtime, out, seed + fold, workers)
+    result = fit(model, params, sources, val_tiles, runtime, out, seed + fold, workers)
     history = pd.DataFrame(result["history"])
     write_csv(out / "history.csv", history)
     last = history.iloc[-1]
@@ -73,6 +93,7 @@ def train(
         {
             "fold": fold,
             "n_train": len(train_tiles),
+            "n_pseudo": {name: len(t) for name, t in sources.items() if name != "train"},
             "n_val": len(val_tiles),
             "epochs": len(history),
             "snapshots": len(result["snapshots"]),
@@ -90,6 +111,37 @@ def train(
     with atomic_path(out / "model.pt") as tmp:
         torch.save({**bundle, "snapshots": result["snapshots"]}, tmp)
     (out / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def pseudo_tiles(
+    data_dir: str, pseudo: str, tile: int, labelled_ids: set[str]
+) -> tuple[kaggle.Tiles, np.ndarray]:
+    """Test tiles with their pseudo masks, and the fold each was dealt to.
+
+    Raises:
+        InputError: a pseudo-label id is a labelled tile or not a test tile.
+    """
+    table, masks = read_pseudo(pseudo)
+    leaked = sorted(set(table["id"]) & labelled_ids)
+    if leaked:
+        raise InputError(pseudo, f"expected test tiles only, {leaked[0]!r} is a labelled tile")
+    test = kaggle.load_test(data_dir, tile)
+    position = {tile_id: i for i, tile_id in enumerate(test.ids)}
+    unknown = [i for i in table["id"] if i not in position]
+    if unknown:
+        raise InputError(pseudo, f"expected ids of test tiles, {unknown[0]!r} is not one")
+    rows = test.subset(np.array([position[i] for i in table["id"]], dtype=int))
+    return kaggle.Tiles(rows.ids, rows.images, masks, rows.depths), table["fold"].to_numpy()
+
+
+def concat(a: kaggle.Tiles, b: kaggle.Tiles) -> kaggle.Tiles:
+    """Two labelled tile sets as one."""
+    return kaggle.Tiles(
+        a.ids + b.ids,
+        np.concatenate([a.images, b.images]),
+        np.concatenate([a.masks, b.masks]),
+        np.concatenate([a.depths, b.depths]),
+    )
 
 
 def predict(

@@ -21,7 +21,7 @@ from saltseg.losses import build_loss
 from saltseg.metrics import competition_metric
 from saltseg.training import checkpoint
 from saltseg.training.device import Runtime
-from saltseg.training.optim import build_optimizer, build_schedule, cycle_epochs
+from saltseg.training.optim import build_optimizer, build_schedule, takes_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def fit(
     model: torch.nn.Module,
     params: dict[str, Any],
-    train: Tiles,
+    train: Tiles | dict[str, Tiles],
     val: Tiles,
     runtime: Runtime,
     work_dir: str | Path,
@@ -43,7 +43,9 @@ def fit(
             ``runtime.compile``).
         params: the model's config: ``phases`` (each loss, optimizer, lr, schedule, epochs,
             batch_size, snapshots) and ``augment``.
-        train, val: labelled tiles; ``val`` is scored after every epoch (metric at 0.5, no TTA).
+        train: the labelled tiles, or the tiles of each phase ``data`` source (``train``,
+            ``pseudo``, ``train+pseudo``).
+        val: labelled tiles scored after every epoch (metric at 0.5, no TTA).
         runtime: device, precision, memory format.
         work_dir: where ``checkpoint.pt`` lives between epochs.
         seed: seeds the batch order and augmentations of every epoch, so a resumed run
@@ -55,7 +57,9 @@ def fit(
         weights when no phase takes any.
     """
     path = Path(work_dir) / "checkpoint.pt"
-    key = checkpoint.params_key({"params": params, "seed": seed, "n_train": len(train)})
+    sources = train if isinstance(train, dict) else {"train": train}
+    sizes = {name: len(tiles) for name, tiles in sorted(sources.items())}
+    key = checkpoint.params_key({"params": params, "seed": seed, "n_train": sizes})
     model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -65,9 +69,16 @@ def fit(
         model.load_state_dict(state["model"])
         torch.set_rng_state(state["rng"])
         log.info("resuming at phase %d epoch %d from %s", state["phase"], state["epoch"], path)
-    dataset = TileDataset(train.images, train.masks, build_augment(params.get("augment", [])))
+    augment = build_augment(params.get("augment", []))
     for p, phase in enumerate(params["phases"]):
         if p < state["phase"]:
+            continue
+        data = phase.get("data", "train")
+        if data not in sources:
+            raise ValueError(f"phase {p}: data: expected one of {sorted(sources)}, got {data!r}")
+        dataset = TileDataset(sources[data].images, sources[data].masks, augment)
+        if not len(dataset):
+            log.warning("phase %d: no %s tiles (no confident pseudo-labels?), skipped", p, data)
             continue
         loss_fn = build_loss(phase["loss"])
         optimizer = build_optimizer(model, phase)
@@ -84,7 +95,7 @@ def fit(
             if dataset.augment is not None:
                 dataset.augment.set_random_seed(epoch_seed)
             model.train()
-            row = {"phase": p, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+            row = {"phase": p, "epoch": epoch, "data": data, "lr": optimizer.param_groups[0]["lr"]}
             row.update(_epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row))
             row.update(_validate(model, val, loss_fn, runtime, phase["batch_size"]))
             _step(schedule, row["val_loss"])
@@ -94,7 +105,7 @@ def fit(
                     f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                 )
             )
-            if phase.get("snapshots", 0) and (epoch + 1) % cycle_epochs(phase) == 0:
+            if takes_snapshot(phase, epoch):
                 state["snapshots"].append(_cpu_state(model))
             state.update(
                 phase=p,

@@ -25,9 +25,22 @@ def build_optimizer(model: nn.Module, phase: dict[str, Any]) -> torch.optim.Opti
     return OPTIMIZERS[name](model.parameters(), phase["lr"], phase.get("weight_decay", 0.0))
 
 
+def n_cycles(phase: dict[str, Any]) -> int:
+    """Cosine cycles of a phase: ``cycles``, else one per snapshot (at least 1)."""
+    return phase.get("cycles") or max(1, phase.get("snapshots", 0))
+
+
 def cycle_epochs(phase: dict[str, Any]) -> int:
-    """Epochs per cosine cycle: the phase's epochs split evenly over its snapshots (at least 1)."""
-    return max(1, phase["epochs"] // max(1, phase.get("snapshots", 0)))
+    """Epochs per cosine cycle: the phase's epochs split evenly over its cycles (at least 1)."""
+    return max(1, phase["epochs"] // n_cycles(phase))
+
+
+def takes_snapshot(phase: dict[str, Any], epoch: int) -> bool:
+    """Whether epoch ``epoch`` (0-based) ends one of the phase's last ``snapshots`` cycles."""
+    length = cycle_epochs(phase)
+    if not phase.get("snapshots", 0) or (epoch + 1) % length:
+        return False
+    return (epoch + 1) // length > n_cycles(phase) - phase["snapshots"]
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, phase: dict[str, Any]):

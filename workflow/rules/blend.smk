@@ -1,0 +1,27 @@
+# The blend: a weighted average of chosen models of the stages that run (config `blend`),
+# each already averaged over folds, snapshots and flip TTA; scored on OOF at 0.5 and tuned,
+# blank tiles forced empty.
+
+
+rule blend:
+    input:
+        data=DATA_DIR,
+        oof=[f"results/{stage}/{model}/oof.parquet" for stage, model, _ in BLEND],
+        test=[f"results/{stage}/{model}/test.parquet" for stage, model, _ in BLEND],
+    output:
+        oof="results/blend/oof.parquet",
+        test="results/blend/test.parquet",
+        cv="results/blend/cv.json",
+    log:
+        "results/logs/blend/blend.log",
+    benchmark:
+        "results/benchmarks/blend/blend.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    params:
+        tile=config["tile_size"],
+        weights=" ".join(str(weight) for _, _, weight in BLEND),
+    shell:
+        "python -m saltseg ensemble --data-dir {input.data} --tile-size {params.tile}"
+        " --oof-parts {input.oof} --test-parts {input.test} --weights {params.weights}"
+        " --oof {output.oof} --test {output.test} --cv {output.cv} > {log} 2>&1"

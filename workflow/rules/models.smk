@@ -1,0 +1,120 @@
+# Per-fold training and prediction, fold merge and stage ensemble: the same rules serve every
+# stage ({stage} is stage1, stage2 or stage3); a stage's models and its pseudo-label source come
+# from config (see stage1.smk, stage2.smk, stage3.smk).
+
+
+rule train:
+    input:
+        data=DATA_DIR,
+        folds="results/folds.csv",
+        pseudo=fold_pseudo,
+    output:
+        model="results/{stage}/{model}/fold{fold}/model.pt",
+        metrics="results/{stage}/{model}/fold{fold}/metrics.json",
+        history="results/{stage}/{model}/fold{fold}/history.csv",
+    log:
+        "results/logs/train/{stage}_{model}_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/train/{stage}_{model}_fold{fold}.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    threads: RUNTIME["threads"]
+    resources:
+        gpu=1,
+    params:
+        model=model_json,
+        n_folds=config["folds"]["n_folds"],
+        seed=config["seed"],
+        tile=config["tile_size"],
+        runtime=RUNTIME,
+        out_dir=subpath(output.model, parent=True),
+        compile="--compile" if RUNTIME["compile"] else "",
+        pseudo=lambda wildcards, input: (
+            f"--pseudo {input.pseudo}" if input.pseudo else ""
+        ),
+    shell:
+        "python -m saltseg train --data-dir {input.data} --folds {input.folds} --fold {wildcards.fold}"
+        " --n-folds {params.n_folds} --tile-size {params.tile} --params {params.model:q}"
+        " --seed {params.seed} --device {params.runtime[device]} --amp {params.runtime[amp]}"
+        " --channels-last {params.runtime[channels_last]} --threads {threads}"
+        " --workers {params.runtime[workers]} {params.compile} {params.pseudo}"
+        " --out-dir {params.out_dir}"
+        " > {log} 2>&1"
+
+
+rule predict:
+    input:
+        data=DATA_DIR,
+        folds="results/folds.csv",
+        model="results/{stage}/{model}/fold{fold}/model.pt",
+    output:
+        oof="results/{stage}/{model}/fold{fold}/oof.parquet",
+        test="results/{stage}/{model}/fold{fold}/test.parquet",
+    log:
+        "results/logs/predict/{stage}_{model}_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/predict/{stage}_{model}_fold{fold}.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    threads: RUNTIME["threads"]
+    resources:
+        gpu=1,
+    params:
+        n_folds=config["folds"]["n_folds"],
+        tile=config["tile_size"],
+        runtime=RUNTIME,
+        tta=",".join(config["predict"]["tta"]),
+        batch_size=config["predict"]["batch_size"],
+    shell:
+        "python -m saltseg predict --model {input.model} --data-dir {input.data} --folds {input.folds}"
+        " --fold {wildcards.fold} --n-folds {params.n_folds} --tile-size {params.tile}"
+        " --device {params.runtime[device]} --amp {params.runtime[amp]}"
+        " --channels-last {params.runtime[channels_last]} --threads {threads}"
+        " --tta {params.tta} --batch-size {params.batch_size}"
+        " --oof {output.oof} --test {output.test} > {log} 2>&1"
+
+
+rule merge_folds:
+    input:
+        data=DATA_DIR,
+        oof=fold_outputs("oof.parquet"),
+        test=fold_outputs("test.parquet"),
+    output:
+        oof="results/{stage}/{model}/oof.parquet",
+        test="results/{stage}/{model}/test.parquet",
+        cv="results/{stage}/{model}/cv.json",
+    log:
+        "results/logs/merge_folds/{stage}_{model}.log",
+    benchmark:
+        "results/benchmarks/merge_folds/{stage}_{model}.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    params:
+        tile=config["tile_size"],
+    shell:
+        "python -m saltseg merge --data-dir {input.data} --tile-size {params.tile}"
+        " --oof-parts {input.oof} --test-parts {input.test}"
+        " --oof {output.oof} --test {output.test} --cv {output.cv} > {log} 2>&1"
+
+
+rule ensemble:
+    input:
+        data=DATA_DIR,
+        oof=lambda wildcards: stage_outputs("oof.parquet", [wildcards.stage]),
+        test=lambda wildcards: stage_outputs("test.parquet", [wildcards.stage]),
+    output:
+        oof="results/{stage}/ensemble/oof.parquet",
+        test="results/{stage}/ensemble/test.parquet",
+        cv="results/{stage}/ensemble/cv.json",
+    log:
+        "results/logs/ensemble/{stage}.log",
+    benchmark:
+        "results/benchmarks/ensemble/{stage}.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    params:
+        tile=config["tile_size"],
+    shell:
+        "python -m saltseg ensemble --data-dir {input.data} --tile-size {params.tile}"
+        " --oof-parts {input.oof} --test-parts {input.test}"
+        " --oof {output.oof} --test {output.test} --cv {output.cv} > {log} 2>&1"
