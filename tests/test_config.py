@@ -102,3 +102,9 @@ def test_stages_that_do_not_run_drop_out_of_the_blend(config, schema):
         ("stage1", "unet_r10", 1.0),
         ("stage1", "pad128", 1.0),
     ]
+
+
+def test_stages_from_the_command_line_are_read_as_numbers(config, schema):
+    config["stages"] = ["1", "3"]  # what `snakemake --config stages=[1,3]` passes
+    validate_config(config, schema)
+    assert config["stages"] == [1, 3] and list(stage_models(config)) == ["stage1", "stage3"]

@@ -32,6 +32,8 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
     Raises:
         InputError: ``config: <key path>: <problem>`` for the first error found.
     """
+    if isinstance(config.get("stages"), list):  # `--config stages=[1,2]` gives strings
+        config["stages"] = [int(s) if str(s).isdigit() else s for s in config["stages"]]
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _with_defaults(jsonschema.Draft7Validator)(schema)
     errors = sorted(
