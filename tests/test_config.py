@@ -37,7 +37,7 @@ def test_shipped_config_is_valid_and_defaults_are_filled(config, schema):
     [
         (lambda c: c["folds"].update(n_fold=3), "config: folds: Additional properties"),
         (lambda c: c["folds"].update(n_folds=1), "config: folds.n_folds: 1 is less than"),
-        (lambda c: c.update(tile_size="101"), "config: tile_size: '101' is not of type"),
+        (lambda c: c.update(tile_size="big"), "config: tile_size: 'big' is not of type"),
         (
             lambda c: c["runtime"].update(device="gpu"),
             "config: runtime.device: 'gpu' does not match",
@@ -108,3 +108,15 @@ def test_stages_from_the_command_line_are_read_as_numbers(config, schema):
     config["stages"] = ["1", "3"]  # what `snakemake --config stages=[1,3]` passes
     validate_config(config, schema)
     assert config["stages"] == [1, 3] and list(stage_models(config)) == ["stage1", "stage3"]
+
+
+def test_numbers_given_as_strings_on_the_command_line_are_read_as_numbers(config, schema):
+    config["folds"]["n_folds"] = "3"  # what `--config 'folds={"n_folds": 3}'` passes
+    config["models"]["unet_r10"]["phases"][0]["lr"] = "0.01"
+    validate_config(config, schema)
+    assert (
+        config["folds"]["n_folds"] == 3 and config["models"]["unet_r10"]["phases"][0]["lr"] == 0.01
+    )
+    config["folds"]["n_folds"] = "three"
+    with pytest.raises(InputError, match="config: folds.n_folds: 'three' is not of type 'integer'"):
+        validate_config(config, schema)

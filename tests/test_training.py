@@ -275,3 +275,9 @@ def test_snapshots_are_the_last_cycles_of_a_phase():
         4,
         6,
     ]
+
+
+def test_a_diverged_loss_stops_training_naming_the_epoch(tmp_path):
+    p = params(epochs=1, lr=1e30, optimizer="sgd")
+    with pytest.raises(ValueError, match="phase 0 epoch 0: the training loss is (nan|inf)"):
+        run_fit(p, tmp_path)

@@ -7,6 +7,8 @@ import json
 import logging
 import sys
 
+from saltseg.io import WriteError
+
 
 def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -374,7 +376,8 @@ def _plot(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: bad input ends with one line on stderr and exit status 2."""
+    """Entry point: bad input ends with one line on stderr and exit status 2, a failed write
+    (disk full) with one line and status 1."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
@@ -382,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # InputError and config errors: one line, no traceback
         print(f"saltseg {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except WriteError as err:  # disk full or a file size limit: the old output is kept
+        print(f"saltseg {args.command}: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

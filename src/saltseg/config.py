@@ -32,19 +32,41 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
     Raises:
         InputError: ``config: <key path>: <problem>`` for the first error found.
     """
-    if isinstance(config.get("stages"), list):  # `--config stages=[1,2]` gives strings
-        config["stages"] = [int(s) if str(s).isdigit() else s for s in config["stages"]]
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _with_defaults(jsonschema.Draft7Validator)(schema)
-    errors = sorted(
-        validator.iter_errors(config), key=lambda e: (len(e.path), list(map(str, e.path)))
-    )
+    while True:
+        errors = sorted(
+            validator.iter_errors(config), key=lambda e: (len(e.path), list(map(str, e.path)))
+        )
+        if not any(_coerce_number(config, error) for error in errors):
+            break
     if errors:
         error = jsonschema.exceptions.best_match(errors)
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         raise InputError(f"config: {where}", error.message.splitlines()[0][:200])
     _check_stages(config)
     return config
+
+
+def _coerce_number(config: dict[str, Any], error: jsonschema.ValidationError) -> bool:
+    """Turn a numeric string where the schema wants a number into one; whether it did.
+
+    Snakemake's ``--config 'folds={"n_folds": 3}'`` or ``stages=[1,3]`` passes nested values
+    as strings.
+    """
+    wanted = error.validator_value if error.validator == "type" else None
+    if wanted not in ("integer", "number") or not isinstance(error.instance, str):
+        return False
+    try:
+        value = int(error.instance) if wanted == "integer" else float(error.instance)
+    except ValueError:
+        return False
+    *parents, last = error.absolute_path
+    target = config
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    return True
 
 
 def _check_stages(config: dict[str, Any]) -> None:

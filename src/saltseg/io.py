@@ -1,7 +1,9 @@
 """Atomic file output: every artifact is written to a temporary name, then renamed.
 
 A killed job or a full disk therefore never leaves a half-written file under the final name, and the
-previous good file (if any) survives until the new one is complete.
+previous good file (if any) survives until the new one is complete. A temporary that a killed job
+left behind (``.<name>.XXXXXXXX<suffix>``) is never read, and is removed when the same output is
+next written.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +24,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
 
     The temporary name keeps the suffix, so writers that infer a format from it still work.
-    On any exception the temporary file is removed and ``path`` is left untouched.
+    On any exception the temporary file is removed and ``path`` is left untouched; a failed write
+    (disk full, file size limit) is raised as :class:`WriteError`, one line naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,9 +36,37 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp_path, path)
+        _remove_stale(path.parent, f".{path.stem}.", path.suffix)
+    except (OSError, RuntimeError) as err:  # RuntimeError: torch.save's C++ writer failing
+        raise WriteError(path, err) from err
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+class WriteError(OSError):
+    """An output could not be written (disk full, file size limit, ...); the old file is kept.
+
+    ``str(err)`` is one line naming the file, e.g. ``results/x.parquet: could not write (File too
+    large); the previous version, if any, is unchanged``.
+    """
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        if isinstance(cause, WriteError):  # nested atomic writes: keep the innermost message
+            super().__init__(cause.errno, cause.strerror)
+            return
+        code = getattr(cause, "errno", None)
+        if isinstance(cause, OSError) and code:
+            reason = os.strerror(code)
+        else:  # torch.save reports a failed write as a RuntimeError without errno
+            first = (str(cause).splitlines() or [type(cause).__name__])[0][:200]
+            reason = f"{first}; disk full or over a file size limit?"
+        super().__init__(
+            code, f"{path}: could not write ({reason}); the previous version, if any, is unchanged"
+        )
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 @contextlib.contextmanager
@@ -49,9 +81,28 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+        _remove_stale(path.parent, f".{path.name}.", "")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _remove_stale(folder: Path, prefix: str, suffix: str) -> None:
+    """Remove temporaries of one output that a killed writer left behind.
+
+    Only names that ``mkstemp``/``mkdtemp`` made for this output (``prefix`` + 8 random characters
+    + ``suffix``) are touched; an output has one writer at a time (one Snakemake job), so after
+    its rename every other such name is a leftover.
+    """
+    pattern = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}" + re.escape(suffix))
+    for entry in folder.iterdir():
+        if not pattern.fullmatch(entry.name):
+            continue
+        with contextlib.suppress(OSError):  # a leftover is worth no failed write
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
 
 def _umask() -> int:

@@ -47,7 +47,9 @@ def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype={"id": str, "rle_mask": str}, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(path, f"expected CSV with columns {','.join(columns)} ({err})") from None
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]  # one line
+        expected = f"expected CSV with columns {','.join(columns)} ({reason})"
+        raise InputError(path, expected) from None
     if list(frame.columns) != columns:
         raise InputError(
             path, f"expected columns {','.join(columns)}, got {','.join(frame.columns)}"

@@ -53,7 +53,11 @@ def load_snapshots(path: str | Path, runtime: Runtime) -> list[nn.Module]:
     """Every snapshot stored in a ``model.pt`` written by training, ready for inference."""
     bundle = read_bundle(path)
     models = []
-    for state in bundle["snapshots"]:
+    for k, state in enumerate(bundle["snapshots"]):
+        if not all(t.isfinite().all() for t in state.values() if t.is_floating_point()):
+            raise InputError(
+                path, f"expected finite weights, snapshot {k} holds NaN or inf (training diverged?)"
+            )
         model = build_model(
             bundle["arch"], bundle["tile"], **{**bundle["model"], "pretrained": "none"}
         )
@@ -67,12 +71,19 @@ def load_snapshots(path: str | Path, runtime: Runtime) -> list[nn.Module]:
 
 def read_bundle(path: str | Path) -> dict[str, Any]:
     """Read a ``model.pt`` bundle: ``arch``, ``model`` (kwargs), ``tile``, ``snapshots``."""
+    if not Path(path).is_file():
+        raise InputError(path, "expected a saltseg model.pt, found none")
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise InputError(path, f"expected a saltseg model.pt ({err})".splitlines()[0]) from None
+    except Exception as err:  # torch and pickle raise many types on a corrupt file
+        reason = (str(err).splitlines() or [""])[0][:200] or type(err).__name__
+        raise InputError(
+            path, f"expected a saltseg model.pt, the file is truncated or corrupt ({reason})"
+        ) from None
     if not isinstance(bundle, dict) or not {"arch", "model", "tile", "snapshots"} <= set(bundle):
         raise InputError(path, "expected a saltseg model.pt with arch, model, tile and snapshots")
+    if not isinstance(bundle["snapshots"], list) or not bundle["snapshots"]:
+        raise InputError(path, "expected a saltseg model.pt with at least one snapshot")
     return bundle
 
 

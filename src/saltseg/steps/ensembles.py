@@ -42,8 +42,8 @@ def merge(
     if len(set(ids)) != len(ids) or set(ids) != set(train.ids):
         raise InputError(oof_parts[0], "expected the fold OOF files to cover each train id once")
     oof = probs_io.align(oof_parts[0], train.ids, ids, np.concatenate(maps))
+    test_ids, test_mean = _mean_maps(test_parts)  # every part checked before anything is written
     probs_io.write_probs(oof_out, train.ids, oof)
-    test_ids, test_mean = _mean_maps(test_parts)
     probs_io.write_probs(test_out, test_ids, test_mean)
     write_json(cv_out, score_oof(train, oof))
 
@@ -92,8 +92,8 @@ def ensemble(
     oof_ids, oof = _mean_maps(oof_parts, weights)
     if oof_ids != train.ids:
         raise InputError(oof_parts[0], "expected one map per train id, in train.csv order")
-    probs_io.write_probs(oof_out, oof_ids, oof)
     test_ids, test = _mean_maps(test_parts, weights)
+    probs_io.write_probs(oof_out, oof_ids, oof)
     probs_io.write_probs(test_out, test_ids, test)
     write_json(cv_out, score_oof(train, oof))
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from saltseg.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 def params_key(params: dict[str, Any]) -> str:
@@ -24,12 +27,23 @@ def save(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load(path: str | Path, key: str) -> dict[str, Any] | None:
-    """The state saved at ``path`` for ``key``; None if absent, from another run, or unreadable."""
+    """The state saved at ``path`` for ``key``; None if absent, from another run, or unreadable.
+
+    Any unreadable file (truncated, empty, garbage, not a dict) means "start over": resuming is an
+    optimisation, and a fresh run gives the same result.
+    """
     path = Path(path)
     if not path.is_file():
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError):
+    except Exception as err:  # torch and pickle raise many types on a corrupt file
+        log.warning("%s: unreadable checkpoint, training starts over (%s)", path, _first_line(err))
         return None
-    return state if state.get("key") == key else None
+    if not isinstance(state, dict) or state.get("key") != key:
+        return None
+    return state
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0][:200]

@@ -160,8 +160,13 @@ def _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row) -> dict[st
     )
     for x, y in batches:
         x, y = runtime.to(x), y.to(runtime.device, non_blocking=True)
-        loss = train_step(forward, x, y, loss_fn, optimizer, scaler, runtime)
-        total += loss.item() * len(x)
+        loss = train_step(forward, x, y, loss_fn, optimizer, scaler, runtime).item()
+        if not np.isfinite(loss):
+            raise ValueError(
+                f"phase {row['phase']} epoch {row['epoch']}: the training loss is {loss} "
+                "(diverged: lower the lr, or use amp: false)"
+            )
+        total += loss * len(x)
         count += len(x)
         batches.set_postfix(loss=f"{total / count:.4f}", refresh=False)
     seconds = time.perf_counter() - start

@@ -1,0 +1,131 @@
+"""Run the reliability suite and count its cases per kind of failure; write bench/reliability.json.
+
+Usage: python bench/reliability.py [--full] [--out PATH]
+
+Runs ``pytest`` (slow tests included) on tests/test_reliability.py, the bad-input cases of
+tests/test_kaggle_reader.py and tests/test_workflow.py, and tests/test_resume_kill.py, reads the
+JUnit XML report and counts every case (a parametrised case counts once per parameter) under one
+of four kinds: corrupt inputs, kills, disk full, invalidation. ``--full`` adds the tests of
+tests/test_workflow.py that need its full DAG run first (what a dry run reruns), a few minutes more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from default_dag import write_result  # noqa: E402  (bench/ is not a package)
+
+KINDS = ["corrupt inputs", "kills", "disk full", "invalidation"]
+PREFIXES = {  # tests/test_reliability.py names each test by the kind of failure it checks
+    "test_corrupt_": "corrupt inputs",
+    "test_kill_": "kills",
+    "test_disk_full_": "disk full",
+    "test_invalidation_": "invalidation",
+}
+OTHERS = {  # cases kept where they were written first
+    "tests/test_kaggle_reader.py": {
+        "test_missing_data_dir": "corrupt inputs",
+        "test_extra_and_missing_columns": "corrupt inputs",
+        "test_missing_depth": "corrupt inputs",
+        "test_duplicated_id": "corrupt inputs",
+        "test_wrong_size_tile": "corrupt inputs",
+        "test_corrupt_png": "corrupt inputs",
+        "test_mask_that_does_not_match_its_image": "corrupt inputs",
+        "test_mask_png_that_disagrees_with_rle": "corrupt inputs",
+        "test_rle_that_runs_out_of_the_tile": "corrupt inputs",
+        "test_empty_train_csv": "corrupt inputs",
+    },
+    "tests/test_resume_kill.py": {
+        "test_killed_training_resumes_from_its_checkpoint": "kills",
+    },
+    "tests/test_workflow.py": {
+        "test_a_bad_config_value_stops_with_one_line": "corrupt inputs",
+        "test_a_missing_data_dir_stops_with_one_line": "corrupt inputs",
+    },
+}
+FULL = {  # need tests/test_workflow.py's complete DAG run (its module fixture) first
+    "tests/test_workflow.py": {
+        "test_a_changed_model_value_reruns_that_model_and_what_follows": "invalidation",
+        "test_one_fold_target_rebuilds_that_fold_alone": "invalidation",
+        "test_nothing_to_do_after_a_run": "invalidation",
+    },
+}
+
+
+def kind_of(file: str, name: str, table: dict) -> str | None:
+    """The kind of failure a test case checks, or None for a test outside the suite."""
+    base = name.split("[", 1)[0]
+    if file == "tests/test_reliability.py":
+        return next((k for p, k in PREFIXES.items() if base.startswith(p)), None)
+    return table.get(file, {}).get(base)
+
+
+def node_ids(table: dict) -> list[str]:
+    ids = ["tests/test_reliability.py"]
+    for file, tests in table.items():
+        ids += [f"{file}::{name}" for name in tests]
+    return ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="add the full-DAG dry-run tests")
+    parser.add_argument("--out", default=str(REPO / "bench" / "reliability.json"))
+    args = parser.parse_args()
+    table = {f: {**OTHERS.get(f, {}), **(FULL.get(f, {}) if args.full else {})} for f in OTHERS}
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *node_ids(table)]
+        start = time.perf_counter()
+        run = subprocess.run([*command, f"--junitxml={junit}"], cwd=REPO)
+        wall = time.perf_counter() - start
+        cases = ET.parse(junit).getroot().iter("testcase")
+        counts = {k: {"cases": 0, "passed": 0, "failed": 0, "skipped": 0} for k in KINDS}
+        failures, outside = [], []
+        for case in cases:
+            file = case.get("classname", "").replace(".", "/") + ".py"
+            name = case.get("name", "")
+            kind = kind_of(file, name, table)
+            if kind is None:
+                outside.append(f"{file}::{name}")
+                continue
+            count = counts[kind]
+            count["cases"] += 1
+            problem = case.find("failure")
+            if problem is None:
+                problem = case.find("error")
+            if problem is not None:
+                count["failed"] += 1
+                message = (problem.get("message") or "").splitlines()[:1]
+                failures.append({"test": f"{file}::{name}", "message": "".join(message)[:300]})
+            elif case.find("skipped") is not None:
+                count["skipped"] += 1
+            else:
+                count["passed"] += 1
+    total = {k: sum(c[k] for c in counts.values()) for k in ["cases", "passed", "failed"]}
+    write_result(
+        args.out,
+        {
+            "command": " ".join(["python", "bench/reliability.py", *sys.argv[1:]]),
+            "pytest": " ".join(["pytest", *command[3:]]),
+            "pytest_exit_status": run.returncode,
+            "wall_seconds": round(wall, 1),
+            "kinds": counts,
+            "total": {**total, "skipped": sum(c["skipped"] for c in counts.values())},
+            "failures": failures,
+            "not_counted": outside,
+        },
+    )
+    sys.exit(0 if run.returncode == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
