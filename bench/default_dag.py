@@ -45,6 +45,15 @@ def write_result(path: str | Path, result: dict) -> None:
     print(json.dumps(result, indent=2))
 
 
+def rule_seconds(benchmarks: Path) -> dict[str, float]:
+    """Seconds per rule, summed over its jobs' Snakemake benchmark files."""
+    rules: dict[str, float] = {}
+    for tsv in benchmarks.rglob("*.tsv"):
+        rule = tsv.parent.name
+        rules[rule] = rules.get(rule, 0.0) + float(pd.read_csv(tsv, sep="\t")["s"].sum())
+    return {k: round(v, 1) for k, v in sorted(rules.items())}
+
+
 def _version(package: str) -> str | None:
     try:
         return version(package)
@@ -71,16 +80,13 @@ def main() -> None:
         start = time.perf_counter()
         subprocess.run(command, cwd=work, check=True, capture_output=True)
         wall = time.perf_counter() - start
-        rules = {}
-        for tsv in (work / "results/benchmarks").rglob("*.tsv"):
-            rule = tsv.parent.name
-            rules[rule] = rules.get(rule, 0.0) + float(pd.read_csv(tsv, sep="\t")["s"].sum())
+        rules = rule_seconds(work / "results/benchmarks")
         table = pd.read_csv(work / "results/summary.csv")
         summary = table.astype(object).where(table.notna(), None).to_dict(orient="records")
     result = {
         "command": " ".join(command),
         "wall_seconds": round(wall, 1),
-        "rule_seconds": {k: round(v, 1) for k, v in sorted(rules.items())},
+        "rule_seconds": rules,
         "summary": summary,
     }
     write_result(args.out, result)

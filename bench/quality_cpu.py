@@ -1,0 +1,71 @@
+"""Run the `cpu` profile on real data; record OOF per stage and wall time (quality-cpu.json).
+
+Usage: python bench/quality_cpu.py --data-dir ../shared/tgs [--workdir DIR] [--out PATH]
+Runs `snakemake --workflow-profile workflow/profiles/cpu` in ``--workdir`` (default: this
+checkout; use a fresh clone so the numbers come from committed code). Rerunning after an
+interruption continues the run; the JSON then holds the wall time of each attempt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from default_dag import rule_seconds, write_result  # noqa: E402  (bench/ is no package)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--workdir", default=str(REPO))
+    parser.add_argument("--cores", default="all")
+    parser.add_argument("--out", default=str(REPO / "bench" / "quality-cpu.json"))
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    data_dir = str(Path(args.data_dir).resolve())
+    command = [
+        "snakemake",
+        "--workflow-profile",
+        "workflow/profiles/cpu",
+        "--cores",
+        args.cores,
+        "--config",
+        f"data_dir={data_dir}",
+    ]
+    attempts_file = workdir / "results" / "quality_cpu_attempts.json"
+    attempts = json.loads(attempts_file.read_text()) if attempts_file.is_file() else []
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=workdir)
+    attempts.append(round(time.perf_counter() - start, 1))
+    attempts_file.parent.mkdir(parents=True, exist_ok=True)
+    attempts_file.write_text(json.dumps(attempts))
+    if result.returncode:
+        sys.exit(f"snakemake failed (exit {result.returncode}); rerun this command to continue")
+    table = pd.read_csv(workdir / "results" / "summary.csv")
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=workdir, capture_output=True, text=True
+    ).stdout.strip()
+    write_result(
+        args.out,
+        {
+            "command": " ".join(command[:-2] + ["--config", "data_dir=DATA"]),
+            "commit": commit,
+            "wall_seconds": round(sum(attempts), 1),
+            "wall_seconds_per_attempt": attempts,
+            "rule_seconds": rule_seconds(workdir / "results" / "benchmarks"),
+            "summary": table.astype(object).where(table.notna(), None).to_dict(orient="records"),
+            "recipe": (workdir / "workflow/profiles/cpu/recipe.yaml").read_text(),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
