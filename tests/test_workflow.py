@@ -191,10 +191,11 @@ def test_one_fold_target_rebuilds_that_fold_alone(workflow):
     assert planned_jobs(result) == {"train": 1}
 
 
-@pytest.mark.slow
-def test_a_changed_model_value_reruns_that_model_and_what_follows(workflow, repo):
+def dry_run_after(workflow: Path, repo: Path, model: str) -> dict[str, int]:
+    """The jobs ``submission`` would run after a changed lr of ``model`` (config restored)."""
+
     def change(config):
-        config["models"]["unet_r10"]["phases"][0]["lr"] = 0.002
+        config["models"][model]["phases"][0]["lr"] = 0.002
 
     write_config(workflow, repo, change)
     try:
@@ -202,9 +203,14 @@ def test_a_changed_model_value_reruns_that_model_and_what_follows(workflow, repo
     finally:
         write_config(workflow, repo)
     assert result.returncode == 0, result.stderr[-2000:]
+    return planned_jobs(result)
+
+
+@pytest.mark.slow
+def test_a_changed_model_value_reruns_that_model_and_what_follows(workflow, repo):
     # stage 1 feeds stage 2 (pseudo-labels) and so stage 3 and the blend of stages 2 and 3;
     # the submission needs no stage ensemble and no stage-1 fold merge
-    assert planned_jobs(result) == {
+    assert dry_run_after(workflow, repo, "unet_r10") == {
         "train": 6,
         "predict": 6,
         "merge_folds": 2,
@@ -217,16 +223,7 @@ def test_a_changed_model_value_reruns_that_model_and_what_follows(workflow, repo
 
 @pytest.mark.slow
 def test_a_changed_stage3_model_leaves_earlier_stages_alone(workflow, repo):
-    def change(config):
-        config["models"]["unet_r10_mix"]["phases"][0]["lr"] = 0.002
-
-    write_config(workflow, repo, change)
-    try:
-        result = snakemake(workflow, "-n", "submission")
-    finally:
-        write_config(workflow, repo)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert planned_jobs(result) == {
+    assert dry_run_after(workflow, repo, "unet_r10_mix") == {
         "train": 2,
         "predict": 2,
         "merge_folds": 1,
