@@ -281,3 +281,14 @@ def test_a_diverged_loss_stops_training_naming_the_epoch(tmp_path):
     p = params(epochs=1, lr=1e30, optimizer="sgd")
     with pytest.raises(ValueError, match="phase 0 epoch 0: the training loss is (nan|inf)"):
         run_fit(p, tmp_path)
+
+
+def test_a_checkpoint_of_a_reshaped_network_starts_over(tmp_path):
+    """Same config, but code changed the network: the old checkpoint must not be loaded."""
+    p = params(epochs=1)
+    runtime = resolve_runtime("cpu", "false", "false")
+    train, val = toy_tiles(16, 0), toy_tiles(8, 1)
+    loop.fit(build_model("unet", 101, **p["model"]), p, train, val, runtime, tmp_path, 0)
+    reshaped = build_model("unet", 101, **{**p["model"], "decoder_channels": [8, 8, 8, 8, 8]})
+    history = loop.fit(reshaped, p, train, val, runtime, tmp_path, 0)["history"]
+    assert [row["epoch"] for row in history] == [0]  # trained afresh, not resumed or crashed

@@ -59,7 +59,10 @@ def fit(
     path = Path(work_dir) / "checkpoint.pt"
     sources = train if isinstance(train, dict) else {"train": train}
     sizes = {name: len(tiles) for name, tiles in sorted(sources.items())}
-    key = checkpoint.params_key({"params": params, "seed": seed, "n_train": sizes})
+    shapes = [[name, list(t.shape)] for name, t in model.state_dict().items()]
+    key = checkpoint.params_key(
+        {"params": params, "seed": seed, "n_train": sizes, "weights": shapes}
+    )  # a checkpoint of another run, or of a network that code changes reshaped, is not resumed
     model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
