@@ -1,6 +1,7 @@
 """Pseudo-label selection checked on hand-made probability maps, and the file read back."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from saltseg.pseudo import (
@@ -63,3 +64,10 @@ def test_pseudo_file_round_trip(tmp_path):
     assert frame["id"].tolist() == ["a", "b", "c"]
     assert frame["fold"].tolist() == table["fold"].tolist()
     assert np.array_equal(back, masks)
+
+
+def test_read_masks_are_writable_arrays(tmp_path):
+    masks = np.ones((2, 4, 4), np.uint8)
+    table = pd.DataFrame({"confidence": [1.0, 1.0], "fold": [0, 1]})
+    write_pseudo(tmp_path / "p.parquet", ["a", "b"], masks, table)
+    assert read_pseudo(tmp_path / "p.parquet")[1].flags.writeable

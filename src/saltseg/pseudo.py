@@ -102,4 +102,4 @@ def read_pseudo(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
     h, w = (int(v) for v in meta[SHAPE_KEY].decode().split(","))
     flat = table.column("mask").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     frame = table.select(["id", "confidence", "fold"]).to_pandas()
-    return frame, flat.reshape(-1, h, w)
+    return frame, flat.reshape(-1, h, w).copy()  # writable: torch warns on read-only arrays
