@@ -1,5 +1,12 @@
 # Confident pseudo-labels from a stage's test predictions (see saltseg.pseudo).
 
+PSEUDO_SHELL = (  # both rules select the same way; they differ in the maps they read
+    "python -m saltseg pseudo --data-dir {input.data} --tile-size {params.tile}"
+    " --probs {input.probs} --method {params.pseudo[method]}"
+    " --min-confidence {params.pseudo[min_confidence]} --n-folds {params.n_folds}"
+    " --seed {params.seed} --out {output} > {log} 2>&1"
+)
+
 
 rule pseudo_fold:
     """Fold k's labels, from the stage's fold-k models only: leak-free for fold k's OOF."""
@@ -20,10 +27,7 @@ rule pseudo_fold:
         n_folds=config["folds"]["n_folds"],
         seed=config["seed"],
     shell:
-        "python -m saltseg pseudo --data-dir {input.data} --tile-size {params.tile}"
-        " --probs {input.probs} --method {params.pseudo[method]}"
-        " --min-confidence {params.pseudo[min_confidence]} --n-folds {params.n_folds}"
-        " --seed {params.seed} --out {output} > {log} 2>&1"
+        PSEUDO_SHELL
 
 
 rule pseudo:
@@ -45,7 +49,4 @@ rule pseudo:
         n_folds=config["folds"]["n_folds"],
         seed=config["seed"],
     shell:
-        "python -m saltseg pseudo --data-dir {input.data} --tile-size {params.tile}"
-        " --probs {input.probs} --method {params.pseudo[method]}"
-        " --min-confidence {params.pseudo[min_confidence]} --n-folds {params.n_folds}"
-        " --seed {params.seed} --out {output} > {log} 2>&1"
+        PSEUDO_SHELL
