@@ -3,10 +3,15 @@
 Usage: python bench/presets.py [--device auto|cpu|cuda] [--batch-size N] [--steps N] [--warmup N]
     [--threads N] [--only NAME ...] [--out PATH] [--quick]  (needs ``pip install -e .[bench]``)
 Synthetic 101x101 batches, one device. Training: forward + loss (bce_dice, deep_supervision for
-deep-supervised presets) + backward + Adam step, under the library's runtime (bf16 autocast and
-channels_last on CUDA). Inference: ``predict_probs``, with and without hflip TTA. The baseline
-(smp ``Unet("resnet34")``, tiles reflect-padded 101 -> 128 and cropped back) always runs, as
-ratios are to it. ``--quick``: 1 warmup, 1 step, batch 2. Default out: bench/presets_<dev>.json.
+deep-supervised presets) + backward + Adam step, under the library's runtime (channels_last; bf16
+autocast on CUDA). Inference: ``predict_probs``, with and without hflip TTA.
+
+Each preset is compared with the plain baseline *of similar size*: smp ``Unet`` with the preset's
+encoder, stem and input geometry (``bes_resnext50`` with smp Unet-resnext50_32x4d on tiles resized
+to 192 and padded to 224; ``pad128`` with smp Unet-resnet34 given the same stride-1 stem on tiles
+padded to 128), so a ratio measures the preset's decoder, center and heads, not its input size.
+Every row also has its ratio to the reference, smp Unet-resnet34 on tiles padded to 128.
+``--quick``: 1 warmup, 1 step, batch 2. Default out: bench/presets_<dev>.json.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import time
 from argparse import ArgumentParser, Namespace
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import segmentation_models_pytorch as smp
@@ -34,7 +39,6 @@ from saltseg.training.device import Runtime, resolve_runtime
 from saltseg.training.loop import train_step
 
 TILE = 101
-BASELINE = "smp_unet_resnet34"
 TTA = ("none", "hflip")
 Data = tuple[np.ndarray, np.ndarray]  # uint8 images and 0/1 masks, (N, 101, 101)
 GOAL = (
@@ -43,13 +47,53 @@ GOAL = (
 )
 
 
-class PaddedBaseline(nn.Module):
-    """smp Unet-resnet34 on 101 tiles: reflect-pad to 128, crop the logits back (like Geometry)."""
+class BaselineSpec(NamedTuple):
+    """smp Unet with ``encoder`` on tiles resized to ``resize_to`` and padded to ``pad_to``."""
 
-    def __init__(self) -> None:
+    encoder: str
+    resize_to: int
+    pad_to: int
+    stride1: bool = False
+
+    @property
+    def name(self) -> str:
+        stem = "_stride1" if self.stride1 else ""
+        size = f"pad{self.pad_to}" if self.resize_to == TILE else f"resize{self.resize_to}"
+        if self.resize_to not in (TILE, self.pad_to):
+            size += f"_pad{self.pad_to}"
+        return f"smp_unet_{self.encoder}{stem}_{size}"
+
+
+REFERENCE = BaselineSpec("resnet34", TILE, 128)
+
+
+def matched_baseline(preset: str) -> BaselineSpec:
+    """The baseline of similar size: the preset's encoder, stem and geometry in a plain smp Unet."""
+    parts = PRESETS[preset]
+    resize_to = parts.get("resize_to", TILE)
+    return BaselineSpec(
+        parts["encoder_name"],
+        resize_to,
+        parts.get("pad_to", resize_to),
+        parts.get("stem", "default") == "stride1",
+    )
+
+
+class Baseline(nn.Module):
+    """smp ``Unet`` on 101 tiles through :class:`Geometry` (resize, reflect-pad, and back).
+
+    With ``stride1`` the encoder gets the presets' stem surgery (3x3 stride-1 first conv, no
+    max-pool); smp's decoder follows the feature sizes, so its last blocks run at full size.
+    """
+
+    def __init__(self, spec: BaselineSpec) -> None:
         super().__init__()
-        self.geometry = Geometry(TILE, TILE, 128, 32)
-        self.net = smp.Unet("resnet34", encoder_weights=None, in_channels=1, classes=1)
+        self.geometry = Geometry(TILE, spec.resize_to, spec.pad_to, 32)
+        self.net = smp.Unet(spec.encoder, encoder_weights=None, in_channels=1, classes=1)
+        if spec.stride1:
+            first = self.net.encoder.conv1
+            self.net.encoder.conv1 = nn.Conv2d(1, first.out_channels, 3, padding=1, bias=False)
+            self.net.encoder.maxpool = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.geometry.to_tile(self.net(self.geometry.to_network(x)))
@@ -100,12 +144,14 @@ def infer_rate(
     return len(timed) / (time.perf_counter() - start)
 
 
-def measure(name: str, runtime: Runtime, data: Data, args: Namespace) -> dict[str, Any]:
-    """Build ``name`` (a preset or the baseline) and time it; an error is reported, not raised."""
+def measure(
+    name: str | BaselineSpec, runtime: Runtime, data: Data, args: Namespace
+) -> dict[str, Any]:
+    """Build ``name`` (a preset or a baseline) and time it; an error is reported, not raised."""
     try:
         torch.manual_seed(0)
-        if name == BASELINE:
-            model, loss = PaddedBaseline(), "bce_dice"
+        if isinstance(name, BaselineSpec):
+            model, loss = Baseline(name), "bce_dice"
         else:
             model = build_model(name, TILE)
             loss = "deep_supervision" if PRESETS[name].get("deep_supervision") else "bce_dice"
@@ -122,6 +168,16 @@ def measure(name: str, runtime: Runtime, data: Data, args: Namespace) -> dict[st
     finally:
         if runtime.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def ratios(row: dict[str, Any], base: dict[str, Any]) -> dict[str, float] | None:
+    """Training and inference images/s of ``row`` over ``base`` (None when either failed)."""
+    if "error" in row or "error" in base:
+        return None
+    return {
+        kind: round(row[f"{kind}_images_per_s"] / base[f"{kind}_images_per_s"], 3)
+        for kind in ("train", "infer")
+    }
 
 
 def main() -> None:
@@ -143,20 +199,25 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = synthetic(args.batch_size * max(args.steps, args.warmup))
+    presets = args.only or list(ARCHITECTURES)
+    specs = list(dict.fromkeys([REFERENCE, *(matched_baseline(p) for p in presets)]))
+    baselines = {}
+    for spec in specs:
+        baselines[spec.name] = measure(spec, runtime, data, args)
+        print(spec.name, json.dumps(baselines[spec.name]), flush=True)
     models = {}
-    for name in [BASELINE, *(args.only or ARCHITECTURES)]:
-        models[name] = measure(name, runtime, data, args)
-        print(name, json.dumps(models[name]), flush=True)
-    base, amp = models[BASELINE], runtime.amp_dtype
-    for row in models.values():
-        if "error" not in row and "error" not in base:
-            row["ratio_to_baseline"] = {
-                kind: round(row[f"{kind}_images_per_s"] / base[f"{kind}_images_per_s"], 3)
-                for kind in ("train", "infer")
-            }
+    for name in presets:
+        row = measure(name, runtime, data, args)
+        row["baseline"] = matched_baseline(name).name
+        row["ratio_to_baseline"] = ratios(row, baselines[row["baseline"]])
+        row["ratio_to_reference"] = ratios(row, baselines[REFERENCE.name])
+        models[name] = row
+        print(name, json.dumps(row), flush=True)
+    amp = runtime.amp_dtype
     result = {
         "models": models,
-        "baseline": BASELINE,
+        "baselines": baselines,
+        "reference": REFERENCE.name,
         "settings": {
             "device": str(runtime.device),
             "amp_dtype": str(amp).removeprefix("torch.") if amp else None,

@@ -143,13 +143,21 @@ def test_blocks_keep_their_shapes():
     assert Hypercolumn([4, 2], 3)(stages, (24, 24)).shape == (2, 3, 24, 24)
 
 
-def test_hypercolumn_equals_upsample_concat_then_1x1_conv():
+def test_hypercolumn_sums_projected_stages_top_down():
     block = Hypercolumn([4, 3, 2], 5).eval()
     stages = [torch.randn(2, 4, 4, 4), torch.randn(2, 3, 8, 8), torch.randn(2, 2, 16, 16)]
-    up = torch.cat([F.interpolate(s, size=(16, 16), mode="bilinear") for s in stages], dim=1)
+    p4, p8, p16 = (conv(s) for conv, s in zip(block.project, stages))
+
+    def up(t, side):
+        return F.interpolate(t, size=(side, side), mode="bilinear")
+
+    top_down = up(up(up(p4, 8) + p8, 16) + p16, 32)
+    assert torch.allclose(block(stages, (32, 32)), torch.relu(block.bn(top_down)), atol=1e-5)
+    # on the shallowest stage the 1x1 projection equals mixing the concatenation
     weight = torch.cat([conv.weight for conv in block.project], dim=1)
-    expected = torch.relu(block.bn(F.conv2d(up, weight)))
-    assert torch.allclose(block(stages, (16, 16)), expected, atol=1e-5)
+    only_last = [torch.zeros_like(stages[0]), torch.zeros_like(stages[1]), stages[2]]
+    mixed = F.conv2d(torch.cat([up(s, 16) for s in only_last], dim=1), weight)
+    assert torch.allclose(block(only_last, (16, 16)), torch.relu(block.bn(mixed)), atol=1e-5)
 
 
 def test_scse_is_a_sum_of_channel_and_spatial_gates():

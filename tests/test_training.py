@@ -114,7 +114,7 @@ def test_runtime_choices():
     auto = resolve_runtime()
     assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        assert auto.amp_dtype is None and not auto.channels_last
+        assert auto.amp_dtype is None and auto.channels_last
         with pytest.raises(ValueError, match="no CUDA device"):
             resolve_runtime("cuda")
     with pytest.raises(ValueError, match="amp: expected auto, true or false"):

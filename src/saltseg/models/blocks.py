@@ -48,7 +48,8 @@ class SCSE(nn.Module):
         self.sse = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.cse(x) + x * self.sse(x)
+        # x·c + x·s as x·(c + s): one full-size product instead of two and a sum (faster on CPU)
+        return x * (self.cse(x) + self.sse(x))
 
 
 class GCN(nn.Module):
@@ -153,11 +154,15 @@ class GAU(nn.Module):
 
 
 class Hypercolumn(nn.Module):
-    """Upsample every decoder stage to the network resolution, concatenate, mix with 1x1 conv.
+    """Fuse every decoder stage at the network resolution: project, upsample, sum, BN, ReLU.
 
-    ``relu(bn(conv1x1(cat(up(s_i)))))`` is computed in the cheaper, equal order
-    ``relu(bn(Σ up(conv1x1_i(s_i))))`` (a 1x1 conv and bilinear resizing commute): each stage is
-    projected at its own resolution and only ``out_channels`` maps per stage are upsampled.
+    A hypercolumn concatenates all stages upsampled to full resolution and mixes them with a
+    1x1 conv. Here each stage is projected by its own 1x1 conv at its own resolution (equal to
+    mixing the concatenation, as a 1x1 conv and resizing commute) and the projections are summed
+    top-down, FPN-style: ``t = up(t) + p_i``, one 2x bilinear step per stage. Only one map of
+    ``out_channels`` is ever upsampled to full resolution, not one per stage: on CPU this is
+    about 4x cheaper than resizing every stage directly, for an interpolation kernel that is a
+    little smoother on the deepest stages.
 
     Args:
         stage_channels: channels of each decoder stage (deepest first).
@@ -175,8 +180,11 @@ class Hypercolumn(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, stages: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        total = sum(resize(conv(s), size) for conv, s in zip(self.project, stages))
-        return torch.relu(self.bn(total))
+        total = None
+        for conv, stage in zip(self.project, stages):
+            projected = conv(stage)
+            total = projected if total is None else resize(total, projected.shape[-2:]) + projected
+        return torch.relu(self.bn(resize(total, size)))
 
 
 class LastStage(nn.Module):

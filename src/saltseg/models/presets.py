@@ -94,10 +94,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "decoder_channels": [256, 128, 64, 32, 16],
         "pad_to": 128,
     },
-    # b.e.s.: ResNeXt50, decoder blocks upsample + conv3x3+BN + scSE; 101 -> resize 192 -> pad 224
+    # b.e.s.: ResNeXt50, decoder blocks upsample + conv3x3+BN + scSE; 101 -> resize 192 -> pad 224.
+    # The deepest block is 128 wide (smp's Unet: 256), so with scSE the decoder still costs less
+    # than a plain smp Unet on the same encoder and input (bench/presets.py).
     "bes_resnext50": {
         "encoder_name": "resnext50_32x4d",
-        "decoder_channels": [256, 128, 64, 64, 32],
+        "decoder_channels": [128, 64, 64, 32, 16],
         "resize_to": 192,
         "pad_to": 224,
         "upsample": "bilinear",
