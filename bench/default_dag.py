@@ -35,6 +35,7 @@ def machine() -> dict:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "versions": {p: _version(p) for p in ["torch", "timm", "snakemake", "numpy", "saltseg"]},
+        "commit": _commit(),
     }
 
 
@@ -52,6 +53,18 @@ def rule_seconds(benchmarks: Path) -> dict[str, float]:
         rule = tsv.parent.name
         rules[rule] = rules.get(rule, 0.0) + float(pd.read_csv(tsv, sep="\t")["s"].sum())
     return {k: round(v, 1) for k, v in sorted(rules.items())}
+
+
+def _commit() -> str | None:
+    """The checked-out commit, with ``-dirty`` when tracked files differ from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout
+
+    head = git("rev-parse", "--short", "HEAD").strip()
+    if not head:
+        return None
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _version(package: str) -> str | None:

@@ -1,7 +1,8 @@
 """Training and inference images/s of every preset and of a plain smp U-Net baseline, same run.
 
-Usage: python bench/presets.py [--device auto|cpu|cuda] [--batch-size N] [--steps N] [--warmup N]
-    [--threads N] [--only NAME ...] [--out PATH] [--quick]  (needs ``pip install -e .[bench]``)
+Usage: python bench/presets.py [--device auto|cpu|cuda] [--batch-size N] [--steps N] [--rounds N]
+    [--warmup N] [--threads N] [--only NAME ...] [--[no-]plain] [--out PATH] [--quick]
+    (needs ``pip install -e .[bench]``)
 Synthetic 101x101 batches, one device. Training: forward + loss (bce_dice, deep_supervision for
 deep-supervised presets) + backward + Adam step, under the library's runtime (channels_last; bf16
 autocast on CUDA). Inference: ``predict_probs``, with and without hflip TTA.
@@ -11,14 +12,18 @@ encoder, stem and input geometry (``bes_resnext50`` with smp Unet-resnext50_32x4
 to 192 and padded to 224; ``pad128`` with smp Unet-resnet34 given the same stride-1 stem on tiles
 padded to 128), so a ratio measures the preset's decoder, center and heads, not its input size.
 Every row also has its ratio to the reference, smp Unet-resnet34 on tiles padded to 128.
-``--quick``: 1 warmup, 1 step, batch 2. Default out: bench/presets_<dev>.json.
+Each preset and its baseline are timed in turn, round after round, and each rate is the median
+of the rounds. Baselines run under the same runtime as the presets (``ratio_to_baseline``, the
+strict comparison the goal is judged on) and, with ``--plain`` (default on CUDA), also plainly,
+in fp32 and NCHW as smp runs out of the box (``ratio_to_plain_baseline``: what a user gains by
+switching, runtime included). Default out: bench/presets_<dev>.json.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from argparse import ArgumentParser, Namespace
+from argparse import ArgumentParser, BooleanOptionalAction, Namespace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,6 +45,7 @@ from saltseg.training.loop import train_step
 
 TILE = 101
 TTA = ("none", "hflip")
+RATES = ("train_images_per_s", "infer_images_per_s", "infer_tta_images_per_s")
 Data = tuple[np.ndarray, np.ndarray]  # uint8 images and 0/1 masks, (N, 101, 101)
 GOAL = (
     "every preset at least as fast per image as the baseline of similar size on CPU "
@@ -113,61 +119,100 @@ def sync(runtime: Runtime) -> None:
         torch.cuda.synchronize(runtime.device)
 
 
-def train_rate(model: nn.Module, loss: str, runtime: Runtime, data: Data, args: Namespace) -> float:
-    """Training images/s over ``args.steps`` steps on one fixed batch, after ``args.warmup``."""
-    images, masks = data
-    x = runtime.to(to_tensor(images[: args.batch_size]))
-    y = to_tensor(masks[: args.batch_size] * 255).to(runtime.device)
-    loss_fn, scaler = build_loss(loss), runtime.grad_scaler()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    model.train()
-    for step in range(args.warmup + args.steps):
-        if step == args.warmup:
-            sync(runtime)
-            start = time.perf_counter()
-        train_step(model, x, y, loss_fn, optimizer, scaler, runtime)
-    sync(runtime)
-    return args.steps * args.batch_size / (time.perf_counter() - start)
+class Timed:
+    """One model under one runtime, timed round after round (rates are images/s)."""
 
-
-def infer_rate(
-    model: nn.Module, runtime: Runtime, data: Data, args: Namespace, tta: tuple[str, ...]
-) -> float:
-    """Inference images/s of ``predict_probs`` (``tta`` names) over ``args.steps`` batches."""
-    images = data[0]
-    predict_probs(model, images[: args.batch_size * args.warmup], runtime, args.batch_size, tta)
-    timed = images[: args.batch_size * args.steps]
-    sync(runtime)
-    start = time.perf_counter()
-    predict_probs(model, timed, runtime, args.batch_size, tta)
-    sync(runtime)
-    return len(timed) / (time.perf_counter() - start)
-
-
-def measure(
-    name: str | BaselineSpec, runtime: Runtime, data: Data, args: Namespace
-) -> dict[str, Any]:
-    """Build ``name`` (a preset or a baseline) and time it; an error is reported, not raised."""
-    try:
+    def __init__(self, name: str | BaselineSpec, runtime: Runtime) -> None:
         torch.manual_seed(0)
         if isinstance(name, BaselineSpec):
-            model, loss = Baseline(name), "bce_dice"
+            self.model, self.loss = Baseline(name), "bce_dice"
         else:
-            model = build_model(name, TILE)
-            loss = "deep_supervision" if PRESETS[name].get("deep_supervision") else "bce_dice"
-        model.to(runtime.device)
+            self.model = build_model(name, TILE)
+            deep = PRESETS[name].get("deep_supervision")
+            self.loss = "deep_supervision" if deep else "bce_dice"
+        self.runtime = runtime
+        self.model.to(runtime.device)
         if runtime.channels_last:
-            model.to(memory_format=torch.channels_last)
-        row = {"parameters": sum(p.numel() for p in model.parameters()), "loss": loss}
-        row["train_images_per_s"] = train_rate(model, loss, runtime, data, args)
-        row["infer_images_per_s"] = infer_rate(model, runtime, data, args, ("none",))
-        row["infer_tta_images_per_s"] = infer_rate(model, runtime, data, args, TTA)
-        return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in row.items()}
-    except Exception as err:  # one failing model must not end the run
-        return {"error": f"{type(err).__name__}: {err}".splitlines()[0]}
-    finally:
-        if runtime.device.type == "cuda":
-            torch.cuda.empty_cache()
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        self.rounds: dict[str, list[float]] = {k: [] for k in RATES}
+
+    def round(self, data: Data, args: Namespace, warmup: int) -> None:
+        """Time ``args.steps`` training steps, then as many inference batches without/with TTA."""
+        self.rounds["train_images_per_s"].append(self.train_rate(data, args, warmup))
+        for key, tta in (("infer_images_per_s", ("none",)), ("infer_tta_images_per_s", TTA)):
+            self.rounds[key].append(self.infer_rate(data, args, warmup, tta))
+
+    def train_rate(self, data: Data, args: Namespace, warmup: int) -> float:
+        images, masks = data
+        runtime = self.runtime
+        x = runtime.to(to_tensor(images[: args.batch_size]))
+        y = to_tensor(masks[: args.batch_size] * 255).to(runtime.device)
+        loss_fn, scaler = build_loss(self.loss), runtime.grad_scaler()
+        self.model.train()
+        for step in range(warmup + args.steps):
+            if step == warmup:
+                sync(runtime)
+                start = time.perf_counter()
+            train_step(self.model, x, y, loss_fn, self.optimizer, scaler, runtime)
+        sync(runtime)
+        return args.steps * args.batch_size / (time.perf_counter() - start)
+
+    def infer_rate(self, data: Data, args: Namespace, warmup: int, tta: tuple[str, ...]) -> float:
+        images, runtime, batch = data[0], self.runtime, args.batch_size
+        if warmup:
+            predict_probs(self.model, images[: batch * warmup], runtime, batch, tta)
+        timed = images[: batch * args.steps]
+        sync(runtime)
+        start = time.perf_counter()
+        predict_probs(self.model, timed, runtime, batch, tta)
+        sync(runtime)
+        return len(timed) / (time.perf_counter() - start)
+
+    def row(self) -> dict[str, Any]:
+        """Parameters, loss, the median rate of each kind and every round's rates."""
+        row: dict[str, Any] = {
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "loss": self.loss,
+        }
+        row.update({k: _round(float(np.median(v))) for k, v in self.rounds.items()})
+        row["rounds"] = {k: [_round(x) for x in v] for k, v in self.rounds.items()}
+        return row
+
+
+def compare(
+    entries: dict[str, tuple[str | BaselineSpec, Runtime]], data: Data, args: Namespace
+) -> dict[str, dict[str, Any]]:
+    """Time the models of ``entries`` (label -> (name, runtime)) in turn, round after round.
+
+    Interleaving a preset with its baseline puts both under the same machine state, so a busy
+    neighbour or a clock change cannot favour one; medians over rounds smooth what is left. A
+    model that fails is reported with its error, the others go on.
+    """
+    timed, rows = {}, {}
+    for label, (name, runtime) in entries.items():
+        try:
+            timed[label] = Timed(name, runtime)
+        except Exception as err:  # one failing model must not end the run
+            rows[label] = {"error": f"{type(err).__name__}: {err}".splitlines()[0]}
+    for r in range(args.rounds):
+        for label, model in list(timed.items()):
+            try:
+                model.round(data, args, args.warmup if r == 0 else 0)
+            except Exception as err:
+                rows[label] = {"error": f"{type(err).__name__}: {err}".splitlines()[0]}
+                del timed[label]
+    for label, model in timed.items():
+        rows[label] = model.row()
+        print(label, json.dumps({k: v for k, v in rows[label].items() if k != "rounds"}))
+    del timed
+    if args.device_type == "cuda":
+        torch.cuda.empty_cache()
+    return rows
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.4g}")
 
 
 def ratios(row: dict[str, Any], base: dict[str, Any]) -> dict[str, float] | None:
@@ -184,39 +229,55 @@ def main() -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--batch-size", type=int, help="default 16 on CPU, 64 on CUDA")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (batches)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps (batches) per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; rates are their medians")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before round 1")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--only", nargs="+", choices=sorted(ARCHITECTURES), metavar="NAME")
     parser.add_argument("--out", help="default bench/presets_<device type>.json")
-    parser.add_argument("--quick", action="store_true", help="1 warmup, 1 step, batch 2")
+    parser.add_argument(
+        "--plain",
+        action=BooleanOptionalAction,
+        help="also time each baseline in fp32/NCHW, smp's default (default: on CUDA only)",
+    )
+    parser.add_argument("--quick", action="store_true", help="1 warmup, 1 step, 1 round, batch 2")
     args = parser.parse_args()
     runtime = resolve_runtime(args.device, "auto", "auto")
     if args.quick:
-        args.warmup, args.steps, args.batch_size = 1, 1, 2
+        args.warmup, args.steps, args.rounds, args.batch_size = 1, 1, 1, 2
     args.batch_size = args.batch_size or (64 if runtime.device.type == "cuda" else 16)
     args.warmup = max(args.warmup, 1)
+    args.device_type = runtime.device.type
+    if args.plain is None:
+        args.plain = args.device_type == "cuda"
     if args.threads:
         torch.set_num_threads(args.threads)
     data = synthetic(args.batch_size * max(args.steps, args.warmup))
     presets = args.only or list(ARCHITECTURES)
-    specs = list(dict.fromkeys([REFERENCE, *(matched_baseline(p) for p in presets)]))
-    baselines = {}
-    for spec in specs:
-        baselines[spec.name] = measure(spec, runtime, data, args)
-        print(spec.name, json.dumps(baselines[spec.name]), flush=True)
-    models = {}
+    plain = Runtime(runtime.device, None, channels_last=False)
+    baselines = compare({REFERENCE.name: (REFERENCE, runtime)}, data, args)
+    plain_baselines, models = {}, {}
     for name in presets:
-        row = measure(name, runtime, data, args)
-        row["baseline"] = matched_baseline(name).name
-        row["ratio_to_baseline"] = ratios(row, baselines[row["baseline"]])
+        spec = matched_baseline(name)
+        entries = {spec.name: (spec, runtime), name: (name, runtime)}
+        if args.plain:
+            entries["plain " + spec.name] = (spec, plain)
+        rows = compare(entries, data, args)
+        baselines.setdefault(spec.name, rows[spec.name])
+        if args.plain:
+            plain_baselines.setdefault(spec.name, rows["plain " + spec.name])
+        row = rows[name]
+        row["baseline"] = spec.name
+        row["ratio_to_baseline"] = ratios(row, rows[spec.name])
+        if args.plain:
+            row["ratio_to_plain_baseline"] = ratios(row, rows["plain " + spec.name])
         row["ratio_to_reference"] = ratios(row, baselines[REFERENCE.name])
         models[name] = row
-        print(name, json.dumps(row), flush=True)
     amp = runtime.amp_dtype
     result = {
         "models": models,
         "baselines": baselines,
+        "plain_baselines": plain_baselines or None,
         "reference": REFERENCE.name,
         "settings": {
             "device": str(runtime.device),
@@ -224,6 +285,7 @@ def main() -> None:
             "channels_last": runtime.channels_last,
             "batch_size": args.batch_size,
             "steps": args.steps,
+            "rounds": args.rounds,
             "warmup": args.warmup,
             "threads": torch.get_num_threads(),
             "optimizer": "adam",

@@ -184,7 +184,7 @@ class Hypercolumn(nn.Module):
         for conv, stage in zip(self.project, stages):
             projected = conv(stage)
             total = projected if total is None else resize(total, projected.shape[-2:]) + projected
-        return torch.relu(self.bn(resize(total, size)))
+        return F.relu(self.bn(resize(total, size)), inplace=True)
 
 
 class LastStage(nn.Module):
