@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from tiny import TINY_MODEL, tiny_train_params
 
 import saltseg
 from saltseg import cli, steps
@@ -52,7 +53,6 @@ from saltseg.training import checkpoint
 
 SRC = Path(saltseg.__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(SRC), "PYTHONWARNINGS": "ignore"}
-TINY_MODEL = {"encoder_name": "resnet10t", "decoder_channels": [16, 16, 8, 8, 8]}
 TEMP_NAME = re.compile(
     r"\..+\.[a-z0-9_]{8}(\.\w+)?"
 )  # what atomic_path/atomic_dir leave when killed
@@ -363,6 +363,7 @@ def test_corrupt_training_checkpoint_means_start_over(tmp_path, damage):
 SAVE_CHECKPOINT = """
 import sys, torch
 from saltseg.training import checkpoint
+from tiny import TINY_MODEL, tiny_train_params
 checkpoint.save(sys.argv[1], {"key": "run", "epoch": 2, "w": torch.randn(500_000)})
 """
 
@@ -418,22 +419,7 @@ def test_disk_full_while_writing_parquets_through_the_cli(synth_dir, folds_csv, 
 
 
 def train_args(data: Path, folds: Path, out: Path, epochs: int) -> list:
-    params = {
-        "arch": "unet",
-        "model": TINY_MODEL,
-        "augment": [{"name": "HorizontalFlip", "p": 0.5}],
-        "phases": [
-            {
-                "loss": "bce_dice",
-                "optimizer": "adam",
-                "lr": 0.003,
-                "schedule": "cosine",
-                "epochs": epochs,
-                "batch_size": 4,
-                "snapshots": 1,
-            }
-        ],
-    }
+    params = tiny_train_params(epochs)
     return [
         *("train", "--data-dir", data, "--folds", folds, "--fold", 0, "--n-folds", 2),
         *("--params", json.dumps(params), "--device", "cpu", "--threads", 1, "--out-dir", out),

@@ -10,28 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_train_params
 
 from saltseg import training
 from saltseg.data.folds import make_folds
 from saltseg.data.kaggle import read_depths, train_ids
 
 SRC = Path(training.__file__).resolve().parents[2]
-PARAMS = {
-    "arch": "unet",
-    "model": {"encoder_name": "resnet10t", "decoder_channels": [16, 16, 8, 8, 8]},
-    "augment": [{"name": "HorizontalFlip", "p": 0.5}],
-    "phases": [
-        {
-            "loss": "bce_dice",
-            "optimizer": "adam",
-            "lr": 0.003,
-            "schedule": "cosine",
-            "epochs": 4,
-            "batch_size": 4,
-            "snapshots": 1,
-        }
-    ],
-}
+PARAMS = tiny_train_params(epochs=4)
 
 
 def train_command(data, folds, out) -> list[str]:
