@@ -5,7 +5,8 @@ Usage: python bench/presets.py [--device auto|cpu|cuda] [--batch-size N] [--step
     (needs ``pip install -e .[bench]``)
 Synthetic 101x101 batches, one device. Training: forward + loss (bce_dice, deep_supervision for
 deep-supervised presets) + backward + Adam step, under the library's runtime (channels_last; bf16
-autocast on CUDA). Inference: ``predict_probs``, with and without hflip TTA.
+autocast on CUDA; on CPU malloc keeps freed memory, as in ``saltseg train``). Inference:
+``predict_probs``, with and without hflip TTA.
 
 Each preset is compared with the plain baseline *of similar size*: smp ``Unet`` with the preset's
 encoder, stem and input geometry (``bes_resnext50`` with smp Unet-resnext50_32x4d on tiles resized
@@ -40,7 +41,7 @@ from saltseg.losses import build_loss
 from saltseg.models import ARCHITECTURES, build_model
 from saltseg.models.geometry import Geometry
 from saltseg.models.presets import PRESETS
-from saltseg.training.device import Runtime, resolve_runtime
+from saltseg.training.device import Runtime, keep_freed_memory, resolve_runtime
 from saltseg.training.loop import train_step
 
 TILE = 101
@@ -248,6 +249,8 @@ def main() -> None:
     args.batch_size = args.batch_size or (64 if runtime.device.type == "cuda" else 16)
     args.warmup = max(args.warmup, 1)
     args.device_type = runtime.device.type
+    if args.device_type == "cpu":
+        keep_freed_memory()  # as `saltseg train` and `predict` do on CPU
     if args.plain is None:
         args.plain = args.device_type == "cuda"
     if args.threads:

@@ -1,6 +1,7 @@
 """The training loop on CPU: it learns, resumes after a kill, runs the AMP/channels-last paths."""
 
 import copy
+import platform
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from saltseg.data.augment import build_augment
 from saltseg.data.kaggle import Tiles
 from saltseg.models import build_model
 from saltseg.training import checkpoint, loop
-from saltseg.training.device import resolve_runtime
+from saltseg.training.device import keep_freed_memory, resolve_runtime
 
 MODEL = {"encoder_name": "resnet10t", "decoder_channels": [16, 16, 8, 8, 8]}
 
@@ -100,6 +101,15 @@ def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path):
     runtime = resolve_runtime("cpu", "true", "true")
     assert runtime.amp_dtype == torch.bfloat16 and runtime.channels_last
     result = run_fit(params(epochs=1), tmp_path, runtime)
+    assert np.isfinite(result["history"][0]["train_loss"])
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+def test_cpu_runs_keep_freed_memory_and_still_train(tmp_path):
+    assert keep_freed_memory()  # glibc accepted both mallopt settings
+    result = run_fit(params(epochs=1), tmp_path, resolve_runtime("cpu"))
     assert np.isfinite(result["history"][0]["train_loss"])
 
 

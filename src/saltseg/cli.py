@@ -185,11 +185,14 @@ def _parser() -> argparse.ArgumentParser:
 def _runtime(args: argparse.Namespace):
     import torch
 
-    from saltseg.training.device import resolve_runtime
+    from saltseg.training.device import keep_freed_memory, resolve_runtime
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    return resolve_runtime(args.device, args.amp, args.channels_last, args.compile)
+    runtime = resolve_runtime(args.device, args.amp, args.channels_last, args.compile)
+    if runtime.device.type == "cpu":
+        keep_freed_memory()
+    return runtime
 
 
 def _gpu_slots(device: str) -> int:
