@@ -363,7 +363,6 @@ def test_corrupt_training_checkpoint_means_start_over(tmp_path, damage):
 SAVE_CHECKPOINT = """
 import sys, torch
 from saltseg.training import checkpoint
-from tiny import TINY_MODEL, tiny_train_params
 checkpoint.save(sys.argv[1], {"key": "run", "epoch": 2, "w": torch.randn(500_000)})
 """
 
