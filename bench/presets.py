@@ -195,21 +195,24 @@ def compare(
         try:
             timed[label] = Timed(name, runtime)
         except Exception as err:  # one failing model must not end the run
-            rows[label] = {"error": f"{type(err).__name__}: {err}".splitlines()[0]}
+            rows[label] = _error(err)
     for r in range(args.rounds):
         for label, model in list(timed.items()):
             try:
                 model.round(data, args, args.warmup if r == 0 else 0)
             except Exception as err:
-                rows[label] = {"error": f"{type(err).__name__}: {err}".splitlines()[0]}
+                rows[label] = _error(err)
                 del timed[label]
     for label, model in timed.items():
         rows[label] = model.row()
         print(label, json.dumps({k: v for k, v in rows[label].items() if k != "rounds"}))
     del timed
-    if args.device_type == "cuda":
-        torch.cuda.empty_cache()
+    torch.cuda.empty_cache()  # a no-op unless CUDA was used
     return rows
+
+
+def _error(err: Exception) -> dict[str, str]:
+    return {"error": f"{type(err).__name__}: {err}".splitlines()[0]}
 
 
 def _round(x: float) -> float:
@@ -248,11 +251,10 @@ def main() -> None:
         args.warmup, args.steps, args.rounds, args.batch_size = 1, 1, 1, 2
     args.batch_size = args.batch_size or (64 if runtime.device.type == "cuda" else 16)
     args.warmup = max(args.warmup, 1)
-    args.device_type = runtime.device.type
-    if args.device_type == "cpu":
+    if runtime.device.type == "cpu":
         keep_freed_memory()  # as `saltseg train` and `predict` do on CPU
     if args.plain is None:
-        args.plain = args.device_type == "cuda"
+        args.plain = runtime.device.type == "cuda"
     if args.threads:
         torch.set_num_threads(args.threads)
     data = synthetic(args.batch_size * max(args.steps, args.warmup))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import segyio
 import torch
+from tiny import TINY_MODEL
 
 from saltseg.data.synthetic import draw_section
 from saltseg.errors import InputError
@@ -18,7 +19,7 @@ from saltseg.sections.io import open_section
 from saltseg.sections.stitch import count_tiles, window
 from saltseg.training.device import resolve_runtime
 
-TINY = {"encoder_name": "resnet10t", "decoder_channels": [16, 16, 8, 8, 8], "pad_to": 128}
+TINY = {**TINY_MODEL, "pad_to": 128}
 CPU = resolve_runtime("cpu", "false", "false")
 IEEE = segyio.SegySampleFormat.IEEE_FLOAT_4_BYTE
 # segyio's own from_array/from_array2D pass Python lists to its C layer and warn about it

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tiny import TINY_MODEL
 
 from saltseg.config import model_params, validate_config
 from saltseg.data.augment import build_augment
@@ -14,8 +15,6 @@ from saltseg.data.kaggle import Tiles
 from saltseg.models import build_model
 from saltseg.training import checkpoint, loop
 from saltseg.training.device import keep_freed_memory, resolve_runtime
-
-MODEL = {"encoder_name": "resnet10t", "decoder_channels": [16, 16, 8, 8, 8]}
 
 
 def toy_tiles(n: int, seed: int) -> Tiles:
@@ -41,7 +40,7 @@ def params(**phase) -> dict:
         "batch_size": 8,
         "snapshots": 0,
     }
-    return {"arch": "unet", "model": MODEL, "augment": [], "phases": [{**base, **phase}]}
+    return {"arch": "unet", "model": TINY_MODEL, "augment": [], "phases": [{**base, **phase}]}
 
 
 def run_fit(p, work_dir, runtime=None, seed=0):

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from saltseg.data.kaggle import is_blank
 from saltseg.errors import InputError
 from saltseg.mosaic.params import AssemblyParams
 from saltseg.mosaic.seams import (
@@ -33,7 +34,6 @@ from saltseg.mosaic.seams import (
     check_images,
     find_pairs,
     fit_predictor,
-    is_blank,
     seam_index,
 )
 
