@@ -1,8 +1,9 @@
 """Segmentation losses on logits ``(B, 1, H, W)`` and binary targets of the same shape.
 
 Every loss in :data:`LOSSES` takes ``(output, target)`` where ``output`` is a logits tensor or a
-deep-supervised model's training dict (``{"logits", "side", "empty_logit"}``); losses other than
-``deep_supervision*`` read its ``"logits"``.
+model's training dict (``{"logits", "side", "empty_logit"}`` with deep supervision,
+``{"logits", "empty_logit"}`` with an empty head); losses other than ``deep_supervision*`` read
+its ``"logits"``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from saltseg.losses.bce_dice import bce_dice_loss, dice_loss
 from saltseg.losses.deep_supervision import deep_supervision_loss
+from saltseg.losses.empty import with_empty_head
 from saltseg.losses.lovasz import lovasz_hinge
 
 Loss = Callable[[torch.Tensor | dict, torch.Tensor], torch.Tensor]
@@ -41,8 +43,15 @@ LOSSES: dict[str, Loss] = {
 }
 
 
-def build_loss(name: str) -> Loss:
-    """The loss called ``name``; an unknown name lists the valid ones."""
+def build_loss(name: str, empty_weight: float = 0.0) -> Loss:
+    """The loss called ``name``, plus ``empty_weight`` times the empty-head BCE when positive.
+
+    An unknown name lists the valid ones.
+    """
     if name not in LOSSES:
         raise ValueError(f"loss: expected one of {', '.join(sorted(LOSSES))}, got {name!r}")
-    return LOSSES[name]
+    if empty_weight <= 0:
+        return LOSSES[name]
+    if name.startswith("deep_supervision"):
+        raise ValueError(f"empty_weight: {name} already weighs its own empty head; set 0")
+    return with_empty_head(LOSSES[name], empty_weight)

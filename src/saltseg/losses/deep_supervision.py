@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from saltseg.losses.empty import empty_loss
 from saltseg.losses.lovasz import lovasz_hinge
 
 #: weights of the classification BCE, of each side output's Lovasz and of the fused Lovasz
@@ -35,9 +35,7 @@ def deep_supervision_loss(
         return w["fused"] * lovasz_hinge(output, target, activation)
     target = target.float()
     non_empty = target.flatten(1).amax(1) > 0
-    empty = F.binary_cross_entropy_with_logits(
-        output["empty_logit"].float().flatten(), (~non_empty).float()
-    )
+    empty = empty_loss(output["empty_logit"], target)
     side = output["logits"].new_zeros((), dtype=torch.float32)
     if non_empty.any():
         for logits in output["side"]:

@@ -22,9 +22,12 @@ class SegmentationModel(nn.Module):
         fuse: stages → one map at network resolution; the last stage by default.
         deep_supervision: side outputs and empty/non-empty logit
             (:class:`~saltseg.models.heads.DeepSupervision`), used in training mode only.
+        classifier: an empty-tile head on the center's map
+            (:class:`~saltseg.models.heads.ClassificationHead`), used in training mode only.
     Returns:
-        In eval mode, or without deep supervision: the logits tensor. In training mode with deep
-        supervision: ``{"logits": (B, 1, tile, tile), "side": [(B, 1, tile, tile), ...],
+        In eval mode, or without deep supervision and classifier: the logits tensor. In training
+        mode with a classifier: ``{"logits", "empty_logit": (B, 1)}``; with deep supervision:
+        ``{"logits": (B, 1, tile, tile), "side": [(B, 1, tile, tile), ...],
         "empty_logit": (B, 1)}``.
     Shape:
         ``(B, in_channels, tile, tile)`` float → ``(B, 1, tile, tile)`` logits.
@@ -39,12 +42,15 @@ class SegmentationModel(nn.Module):
         center: nn.Module | None = None,
         fuse: nn.Module | None = None,
         deep_supervision: nn.Module | None = None,
+        classifier: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.geometry, self.encoder, self.decoder, self.head = geometry, encoder, decoder, head
         self.center = center if center is not None else NoCenter(encoder.out_channels[-1])
         self.fuse = fuse if fuse is not None else LastStage(decoder.stage_channels)
-        self.deep_supervision = deep_supervision
+        if deep_supervision is not None and classifier is not None:
+            raise ValueError("model: deep_supervision has its own empty head; drop empty_head")
+        self.deep_supervision, self.classifier = deep_supervision, classifier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict:
         x = self.geometry.to_network(x)
@@ -53,7 +59,11 @@ class SegmentationModel(nn.Module):
         center = self.center(features[-1])
         stages = self.decoder([*features[:-1], center], size)
         logits = self.geometry.to_tile(self.head(self.fuse(stages, size)))
-        if self.deep_supervision is None or not self.training:
+        if not self.training:
+            return logits
+        if self.classifier is not None:
+            return {"logits": logits, "empty_logit": self.classifier(center)}
+        if self.deep_supervision is None:
             return logits
         side, empty_logit = self.deep_supervision(stages, center, size)
         side = [self.geometry.to_tile(s) for s in side]

@@ -17,7 +17,7 @@ from saltseg.models.centers import build_center
 from saltseg.models.decoders import GauDecoder, UnetDecoder
 from saltseg.models.encoders import TimmEncoder
 from saltseg.models.geometry import Geometry
-from saltseg.models.heads import DeepSupervision, SegmentationHead
+from saltseg.models.heads import ClassificationHead, DeepSupervision, SegmentationHead
 
 DECODERS = ("unet", "gau")
 
@@ -41,6 +41,7 @@ def assemble(
     hypercolumn: bool = False,
     hypercolumn_channels: int = 64,
     deep_supervision: bool = False,
+    empty_head: bool = False,
 ) -> SegmentationModel:
     """Build a model from its parts.
 
@@ -64,6 +65,8 @@ def assemble(
         hypercolumn: fuse all decoder stages (upsample, concat, 1x1 conv) instead of the last.
         hypercolumn_channels: channels of the hypercolumn's 1x1 mixing conv.
         deep_supervision: add side outputs and an empty/non-empty classifier (training mode).
+        empty_head: add only the empty/non-empty classifier on the center (training mode; an
+            auxiliary task weighted by the phase's ``empty_weight``).
     Returns:
         A :class:`SegmentationModel` mapping ``(B, in_channels, tile, tile)`` to tile logits.
     """
@@ -84,7 +87,8 @@ def assemble(
         fuse = LastStage(dec.stage_channels)
     side = DeepSupervision(dec.stage_channels, mid.out_channels) if deep_supervision else None
     head = SegmentationHead(fuse.out_channels)
-    return SegmentationModel(geometry, encoder, dec, head, mid, fuse, side)
+    classifier = ClassificationHead(mid.out_channels) if empty_head else None
+    return SegmentationModel(geometry, encoder, dec, head, mid, fuse, side, classifier)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -60,9 +60,12 @@ def plot_training_curves(
     colors = [f"C{k % 10}" for k in range(len(frames))]
     for (label, frame), color in zip(frames.items(), colors):
         x = frame["step"]
+        validated = frame.dropna(subset=["val_loss"])  # val_every > 1 validates some epochs
         axes[0].plot(x, frame["train_loss"], color=color, lw=1.6)
-        axes[0].plot(x, frame["val_loss"], color=color, lw=1.6, ls="--")
-        axes[1].plot(x, frame["val_metric"], color=color, lw=1.6, marker=".", label=label)
+        axes[0].plot(validated["step"], validated["val_loss"], color=color, lw=1.6, ls="--")
+        axes[1].plot(
+            validated["step"], validated["val_metric"], color=color, lw=1.6, marker=".", label=label
+        )
         axes[2].plot(x, frame["lr"], color=color, lw=1.6, label=label)
     first = next(iter(frames.values()))
     new_phase = first["phase"].diff().fillna(0) != 0

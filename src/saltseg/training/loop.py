@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -21,7 +22,12 @@ from saltseg.losses import build_loss
 from saltseg.metrics import competition_metric
 from saltseg.training import checkpoint
 from saltseg.training.device import Runtime
-from saltseg.training.optim import build_optimizer, build_schedule, takes_snapshot
+from saltseg.training.optim import (
+    budget_epochs,
+    build_optimizer,
+    build_schedule,
+    takes_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +47,13 @@ def fit(
     Args:
         model: the network (moved to ``runtime.device`` here; compiled for training when
             ``runtime.compile``).
-        params: the model's config: ``phases`` (each loss, optimizer, lr, schedule, epochs,
-            batch_size, snapshots) and ``augment``.
+        params: the model's config: ``phases`` (each loss, optimizer, lr, schedule, epochs or a
+            ``minutes`` budget, batch_size, snapshots, optional ``ema`` decay and
+            ``empty_weight``), ``augment`` and ``val_every``.
         train: the labelled tiles, or the tiles of each phase ``data`` source (``train``,
             ``pseudo``, ``train+pseudo``).
-        val: labelled tiles scored after every epoch (metric at 0.5, no TTA).
+        val: labelled tiles scored every ``val_every`` epochs, after the first epoch of a
+            budget phase and at the end of every phase (metric at 0.5, no TTA).
         runtime: device, precision, memory format.
         work_dir: where ``checkpoint.pt`` lives between epochs.
         seed: seeds the batch order and augmentations of every epoch, so a resumed run
@@ -54,7 +62,7 @@ def fit(
     Returns:
         ``{"snapshots": [state_dict, ...], "history": [row per epoch]}``; the snapshots are the
         weights at the end of each cosine cycle of phases with ``snapshots > 0``, or the final
-        weights when no phase takes any.
+        weights when no phase takes any (the averaged weights in phases with ``ema``).
     """
     path = Path(work_dir) / "checkpoint.pt"
     sources = train if isinstance(train, dict) else {"train": train}
@@ -73,9 +81,11 @@ def fit(
         torch.set_rng_state(state["rng"])
         log.info("resuming at phase %d epoch %d from %s", state["phase"], state["epoch"], path)
     augment = build_augment(params.get("augment", []))
+    val_every = params.get("val_every", 1)
     for p, phase in enumerate(params["phases"]):
         if p < state["phase"]:
             continue
+        resuming = p == state["phase"] and state["epoch"] > 0
         data = phase.get("data", "train")
         if data not in sources:
             raise ValueError(f"phase {p}: data: expected one of {sorted(sources)}, got {data!r}")
@@ -83,25 +93,50 @@ def fit(
         if not len(dataset):
             log.warning("phase %d: no %s tiles (no confident pseudo-labels?), skipped", p, data)
             continue
-        loss_fn = build_loss(phase["loss"])
+        phase = dict(phase)
+        if "minutes" in phase:  # sized after its first epoch, fixed on resume
+            phase["epochs"] = state.get("phase_epochs") if resuming else None
+        loss_fn = build_loss(phase["loss"], phase.get("empty_weight", 0.0))
         optimizer = build_optimizer(model, phase)
-        schedule = build_schedule(optimizer, phase)
+        # the first epoch of an unsized phase runs at the initial lr, where every schedule starts
+        schedule = build_schedule(
+            optimizer, phase if phase["epochs"] else {**phase, "schedule": "constant"}
+        )
+        ema = build_ema(model, phase.get("ema"))
         scaler = runtime.grad_scaler()
-        if p == state["phase"] and state["epoch"]:
+        if resuming:
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
             scaler.load_state_dict(state["scaler"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
         loader = _loader(dataset, phase["batch_size"], runtime, num_workers)
-        for epoch in range(state["epoch"] if p == state["phase"] else 0, phase["epochs"]):
+        weights = ema.module if ema is not None else model  # what is validated and kept
+        epoch = state["epoch"] if resuming else 0
+        while epoch < (phase["epochs"] or 1):
             epoch_seed = seed * 100_003 + p * 1_009 + epoch
             loader.generator.manual_seed(epoch_seed)
             if dataset.augment is not None:
                 dataset.augment.set_random_seed(epoch_seed)
             model.train()
             row = {"phase": p, "epoch": epoch, "data": data, "lr": optimizer.param_groups[0]["lr"]}
-            row.update(_epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row))
-            row.update(_validate(model, val, loss_fn, runtime, phase["batch_size"]))
-            _step(schedule, row["val_loss"])
+            row.update(_epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row, ema))
+            plateau = phase.get("schedule") == "plateau"
+            last = epoch + 1 == phase["epochs"]
+            if plateau or not phase["epochs"] or last or (epoch + 1) % val_every == 0:
+                row.update(_validate(weights, val, loss_fn, runtime, phase["batch_size"]))
+            if not phase["epochs"]:  # the first step (warm-up, compilation) is left out
+                cost = row["steady_seconds"] + row["val_seconds"] / (1 if plateau else val_every)
+                phase["epochs"] = budget_epochs(phase, cost)
+                schedule = build_schedule(optimizer, phase)
+                log.info(
+                    "phase %d: %.1f min fit %d epochs of %.1f s",
+                    p,
+                    phase["minutes"],
+                    phase["epochs"],
+                    cost,
+                )
+            _step(schedule, row.get("val_loss"))
             state["history"].append(row)
             log.info(
                 " ".join(
@@ -109,18 +144,23 @@ def fit(
                 )
             )
             if takes_snapshot(phase, epoch):
-                state["snapshots"].append(_cpu_state(model))
+                state["snapshots"].append(_cpu_state(weights))
             state.update(
                 phase=p,
                 epoch=epoch + 1,
+                phase_epochs=phase["epochs"],
                 model=model.state_dict(),
                 optimizer=optimizer.state_dict(),
                 schedule=schedule.state_dict(),
                 scaler=scaler.state_dict(),
+                ema=ema.state_dict() if ema is not None else None,
                 rng=torch.get_rng_state(),
                 key=key,
             )
             checkpoint.save(path, state)
+            epoch += 1
+        if ema is not None:  # the next phase, and the final weights, start from the average
+            model.load_state_dict(ema.module.state_dict())
         state.update(phase=p + 1, epoch=0)
     snapshots = state["snapshots"] or [_cpu_state(model)]
     return {"snapshots": snapshots, "history": state["history"]}
@@ -141,6 +181,16 @@ def _loader(dataset: TileDataset, batch_size: int, runtime: Runtime, workers: in
     )
 
 
+def build_ema(model: torch.nn.Module, decay: float | None) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and buffers (None without ``decay``).
+
+    Updated after every optimiser step: ``avg = decay * avg + (1 - decay) * weights``.
+    """
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def train_step(forward, x, y, loss_fn, optimizer, scaler, runtime: Runtime) -> torch.Tensor:
     """One optimiser step on a batch already on the device (autocast, scaled backward)."""
     with runtime.autocast():
@@ -152,9 +202,11 @@ def train_step(forward, x, y, loss_fn, optimizer, scaler, runtime: Runtime) -> t
     return loss
 
 
-def _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row) -> dict[str, float]:
-    """One pass over the training set: mean loss, seconds, images/s."""
+def _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row, ema) -> dict[str, float]:
+    """One pass over the training set: mean loss, seconds, images/s, and the seconds the epoch
+    would take at the pace after its first step (``steady_seconds``: no warm-up, no compiling)."""
     start, total, count = time.perf_counter(), 0.0, 0
+    first_seconds, first_count = 0.0, 0
     batches = tqdm(
         loader,
         desc=f"phase {row['phase']} epoch {row['epoch']}",
@@ -164,6 +216,8 @@ def _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row) -> dict[st
     for x, y in batches:
         x, y = runtime.to(x), y.to(runtime.device, non_blocking=True)
         loss = train_step(forward, x, y, loss_fn, optimizer, scaler, runtime).item()
+        if ema is not None:
+            ema.update_parameters(forward)
         if not np.isfinite(loss):
             raise ValueError(
                 f"phase {row['phase']} epoch {row['epoch']}: the training loss is {loss} "
@@ -171,21 +225,32 @@ def _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row) -> dict[st
             )
         total += loss * len(x)
         count += len(x)
+        if not first_count:
+            first_seconds, first_count = time.perf_counter() - start, count
         batches.set_postfix(loss=f"{total / count:.4f}", refresh=False)
     seconds = time.perf_counter() - start
+    steady = seconds
+    if count > first_count > 0:
+        steady = (seconds - first_seconds) * count / (count - first_count)
     return {
         "train_loss": total / max(count, 1),
         "seconds": seconds,
+        "steady_seconds": steady,
         "images_per_s": count / seconds,
     }
 
 
 @torch.inference_mode()
 def _validate(model, val: Tiles, loss_fn, runtime: Runtime, batch_size: int) -> dict[str, float]:
+    start = time.perf_counter()
     probs = predict_probs(model, val.images, runtime, batch_size)
     logits = torch.logit(torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6))[:, None]
     loss = float(loss_fn(logits, torch.from_numpy(val.masks).float()[:, None]))
-    return {"val_loss": loss, "val_metric": competition_metric(val.masks, probs > 0.5)}
+    return {
+        "val_loss": loss,
+        "val_metric": competition_metric(val.masks, probs > 0.5),
+        "val_seconds": time.perf_counter() - start,
+    }
 
 
 def _step(schedule, val_loss: float) -> None:

@@ -43,6 +43,17 @@ def takes_snapshot(phase: dict[str, Any], epoch: int) -> bool:
     return (epoch + 1) // length > n_cycles(phase) - phase["snapshots"]
 
 
+def budget_epochs(phase: dict[str, Any], epoch_seconds: float) -> int:
+    """Epochs of a phase with a ``minutes`` budget, given the measured seconds of one epoch.
+
+    As many epochs as fit in the budget, rounded down to whole cosine cycles, and at least one
+    epoch per cycle.
+    """
+    cycles = n_cycles(phase)
+    fit = int(phase["minutes"] * 60 // max(epoch_seconds, 1e-9))
+    return max(cycles, fit - fit % cycles)
+
+
 def build_schedule(optimizer: torch.optim.Optimizer, phase: dict[str, Any]):
     """A scheduler stepped once per epoch (``plateau`` is stepped with the validation loss).
 

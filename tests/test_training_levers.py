@@ -1,0 +1,202 @@
+"""The levers of issue 13: a training budget in minutes, EMA weights, the empty-tile head and the
+tile-level emptiness rule (threshold and minimum area tuned together), and coverage buckets."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from test_training import params, run_fit
+from tiny import TINY_MODEL
+
+from saltseg.losses import build_loss
+from saltseg.losses.empty import empty_loss, empty_target
+from saltseg.metrics import best_binarization, bucket_scores, coverage_bucket, remove_small
+from saltseg.models import build_model
+from saltseg.probs import Cut, binarize
+from saltseg.training import checkpoint, loop
+from saltseg.training.optim import budget_epochs
+
+
+@pytest.mark.parametrize(
+    "minutes, seconds, snapshots, expected",
+    [
+        (2, 25, 0, 4),  # 120 s / 25 s = 4.8 -> 4 epochs
+        (2, 25, 3, 3),  # 4 epochs, rounded down to whole cycles of 3 snapshots
+        (10, 60, 2, 10),  # 10 epochs in 2 cycles of 5
+        (0.1, 60, 2, 2),  # the budget fits none: one epoch per cycle
+    ],
+)
+def test_budget_sizes_epochs_to_whole_cycles(minutes, seconds, snapshots, expected):
+    assert budget_epochs({"minutes": minutes, "snapshots": snapshots}, seconds) == expected
+
+
+def test_a_budget_phase_sizes_its_cosine_after_the_first_epoch(tmp_path, monkeypatch):
+    costs = []
+
+    def sized(phase, cost):
+        costs.append(cost)
+        return 4
+
+    monkeypatch.setattr(loop, "budget_epochs", sized)
+    result = run_fit(params(minutes=5, schedule="cosine", snapshots=2, epochs=1), tmp_path)
+    history = result["history"]
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3]
+    assert len(costs) == 1 and costs[0] >= history[0]["steady_seconds"] > 0
+    # two cycles of 2 epochs: 0.01, cos half-way, restart, cos half-way
+    half = 0.01 * (1 + math.cos(math.pi / 2)) / 2
+    assert [row["lr"] for row in history] == pytest.approx([0.01, half, 0.01, half])
+    assert len(result["snapshots"]) == 2
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["phase_epochs"] == 4  # a resumed run keeps the size it measured
+
+
+def test_validation_runs_every_n_epochs_and_at_the_end(tmp_path):
+    p = {**params(epochs=5), "val_every": 2}
+    history = run_fit(p, tmp_path)["history"]
+    validated = [row["epoch"] for row in history if "val_metric" in row]
+    assert validated == [1, 3, 4]
+
+
+def test_ema_averages_weights_by_hand():
+    model = torch.nn.Linear(2, 1)
+    ema = loop.build_ema(model, 0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update_parameters(model)  # the first update copies the weights
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    ema.update_parameters(model)
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.9 * 1.0 + 0.1 * 3.0))
+    assert loop.build_ema(model, None) is None
+
+
+def test_an_ema_phase_keeps_the_average_not_the_last_weights(tmp_path):
+    result = run_fit(params(epochs=2, ema=0.5), tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    averaged = {k.removeprefix("module."): v for k, v in state["ema"].items() if k != "n_averaged"}
+    raw = state["model"]
+    snapshot = result["snapshots"][0]
+    name = next(k for k in snapshot if k.endswith("weight") and snapshot[k].dim() == 4)
+    assert torch.allclose(snapshot[name], averaged[name])
+    assert not torch.allclose(raw[name], averaged[name])  # the average lags the last step
+
+
+def test_empty_target_and_loss_by_hand():
+    target = torch.zeros(3, 1, 4, 4)
+    target[1, 0, 2, 2] = 1
+    assert empty_target(target).tolist() == [1.0, 0.0, 1.0]
+    logits = torch.tensor([[2.0], [-1.0], [0.0]])
+    sigmoid = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    expected = -(math.log(sigmoid(2.0)) + math.log(1 - sigmoid(-1.0)) + math.log(0.5)) / 3
+    assert float(empty_loss(logits, target)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_empty_head_is_trained_in_training_mode_only():
+    model = build_model("unet", 101, **TINY_MODEL, empty_head=True)
+    x = torch.rand(2, 1, 101, 101)
+    out = model.train()(x)
+    assert out["logits"].shape == (2, 1, 101, 101) and out["empty_logit"].shape == (2, 1)
+    assert model.eval()(x).shape == (2, 1, 101, 101)
+    target = torch.zeros(2, 1, 101, 101)
+    target[0, 0, :10, :10] = 1
+    combined = build_loss("bce_dice", empty_weight=0.05)(out, target)
+    plain = build_loss("bce_dice")(out, target)
+    bce = F.binary_cross_entropy_with_logits(out["empty_logit"].flatten(), torch.tensor([0.0, 1.0]))
+    assert combined.item() == pytest.approx((plain + 0.05 * bce).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="empty_head"):
+        build_loss("bce_dice", 0.05)({"logits": out["logits"]}, target)
+
+
+def test_a_model_with_an_empty_head_trains(tmp_path):
+    p = params(epochs=2, empty_weight=0.05)
+    p["model"] = {**TINY_MODEL, "empty_head": True}
+    history = run_fit(p, tmp_path)["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def truth_and_probs():
+    """Tile 0 empty with a 5-pixel false blob; tile 1 salt (50 px) found; tile 2 empty, clean."""
+    truth = np.zeros((3, 10, 10), bool)
+    truth[1, :5, :] = True
+    probs = np.zeros((3, 10, 10))
+    probs[0, 0, :5] = 0.9
+    probs[1, :5, :] = 0.8
+    return truth, probs
+
+
+def test_best_binarization_finds_the_area_rule_by_hand():
+    truth, probs = truth_and_probs()
+    threshold, min_area, score = best_binarization(truth, probs)
+    # any threshold in [0.05, 0.8) keeps tile 1 whole; 10 is the smallest grid area in (5, 50]
+    assert (threshold, min_area, score) == (0.5, 10, 1.0)
+    assert best_binarization(truth, probs, min_areas=np.array([0]))[1:] == (0, 2 / 3)
+    masks = binarize(probs, np.arange(300).reshape(3, 10, 10).astype(np.uint8), Cut(0.5, 10))
+    assert masks.reshape(3, -1).sum(1).tolist() == [0, 50, 0]
+    assert remove_small(probs > 0.5, 6).reshape(3, -1).sum(1).tolist() == [0, 50, 0]
+
+
+def test_bucket_scores_by_hand():
+    truth = np.zeros((4, 10, 10), bool)
+    truth[1, 0, 0] = True  # 1 % salt: under_1pct holds coverage <= 1 %
+    truth[2, :5, :] = True  # 50 %
+    truth[3, :1, :5] = True  # 5 %
+    assert coverage_bucket(truth).tolist() == ["empty", "under_1pct", "over_10pct", "1_to_10pct"]
+    pred = truth.copy()
+    pred[0, 0, 0] = True  # a false pixel on the empty tile: 0
+    pred[3] = False  # the 5 % tile missed: 0
+    scores = bucket_scores(truth, pred)
+    assert scores["empty"] == {"n": 1, "score": 0.0}
+    assert scores["under_1pct"] == {"n": 1, "score": 1.0}
+    assert scores["1_to_10pct"] == {"n": 1, "score": 0.0}
+    assert scores["over_10pct"] == {"n": 1, "score": 1.0}
+    assert scores["salt"] == {"n": 3, "score": pytest.approx(2 / 3)}
+
+
+def test_a_budget_run_resumes_with_the_epochs_it_measured(tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "budget_epochs", lambda phase, cost: 3)
+    p = params(minutes=5, schedule="cosine", snapshots=1)
+    straight = run_fit(p, tmp_path / "straight")
+    real_save, saves = checkpoint.save, []
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        saves.append(path)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(p, tmp_path / "killed")
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    monkeypatch.setattr(loop, "budget_epochs", lambda phase, cost: 99)  # must not be asked again
+    resumed = run_fit(p, tmp_path / "killed")
+    assert [row["epoch"] for row in resumed["history"]] == [0, 1, 2]
+    for key, value in straight["snapshots"][0].items():
+        assert torch.allclose(value.float(), resumed["snapshots"][0][key].float(), atol=1e-5), key
+
+
+def test_a_killed_ema_run_resumes_to_the_same_average(tmp_path, monkeypatch):
+    p = params(epochs=3, ema=0.5)
+    straight = run_fit(p, tmp_path / "straight")
+    real_save, saves = checkpoint.save, []
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        saves.append(path)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(p, tmp_path / "killed")
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    resumed = run_fit(p, tmp_path / "killed")
+    for key, value in straight["snapshots"][0].items():
+        assert torch.allclose(value.float(), resumed["snapshots"][0][key].float(), atol=1e-5), key
+
+
+def test_empty_weight_on_a_deep_supervision_loss_is_refused():
+    with pytest.raises(ValueError, match="empty_weight"):
+        build_loss("deep_supervision", empty_weight=0.05)
