@@ -155,5 +155,14 @@ def test_ensemble_weights_average_the_maps(synth_dir, tmp_path):
     _, test = read_probs(tmp_path / "test.parquet")
     assert np.allclose(test, (0.2 + 3 * 0.8) / 4, atol=1 / 255)
     cv = json.loads((tmp_path / "cv.json").read_text())
-    assert set(cv) == {"n_tiles", "metric_at_0.5", "threshold", "metric_tuned"}
+    assert set(cv) == {
+        "n_tiles",
+        "metric_at_0.5",
+        "threshold",
+        "min_area",
+        "metric_tuned",
+        "buckets",
+        "threshold_pixels",
+    }
+    assert sum(b["n"] for name, b in cv["buckets"].items() if name != "salt") == cv["n_tiles"]
     assert cv["n_tiles"] == len(train_ids)

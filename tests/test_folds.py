@@ -54,3 +54,13 @@ def test_read_folds_checks_range(tmp_path):
     pd.DataFrame({"id": ["a", "b"], "fold": [0, 7]}).to_csv(path, index=False)
     with pytest.raises(InputError, match="folds 0..4"):
         read_folds(path, 5)
+
+
+@pytest.mark.parametrize("fold", [7, -1])
+def test_a_fold_outside_n_folds_is_refused_before_anything_is_read(tmp_path, fold):
+    from saltseg.steps.training import split
+
+    with pytest.raises(
+        InputError, match=rf"--fold: expected a fold in 0..4 \(n_folds 5\), got {fold}"
+    ):
+        split(str(tmp_path / "no-data"), str(tmp_path / "no-folds.csv"), fold, 5, 101)

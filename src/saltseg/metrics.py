@@ -29,6 +29,81 @@ def competition_metric(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(tile_scores(truth, pred).mean())
 
 
+#: coverage buckets (share of salt pixels): name -> (low, high], "empty" is exactly 0
+COVERAGE_BUCKETS = {
+    "empty": (-1.0, 0.0),
+    "under_1pct": (0.0, 0.01),
+    "1_to_10pct": (0.01, 0.10),
+    "over_10pct": (0.10, 1.0),
+}
+
+
+def coverage_bucket(truth: np.ndarray) -> np.ndarray:
+    """The :data:`COVERAGE_BUCKETS` name of every mask ``(N, H, W)``."""
+    coverage = np.asarray(truth, dtype=bool).reshape(len(truth), -1).mean(axis=1)
+    names = np.empty(len(coverage), dtype=object)
+    for name, (low, high) in COVERAGE_BUCKETS.items():
+        names[(coverage > low) & (coverage <= high)] = name
+    return names
+
+
+def bucket_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, float]]:
+    """Metric per coverage bucket of the truth: ``{bucket: {"n": tiles, "score": mean}}``.
+
+    ``salt`` (every non-empty tile) is added, so a reader sees whether empty tiles or salt tiles
+    lose the score. Buckets without tiles have score None.
+    """
+    scores, buckets = tile_scores(truth, pred), coverage_bucket(truth)
+    out = {}
+    for name in [*COVERAGE_BUCKETS, "salt"]:
+        pick = buckets != "empty" if name == "salt" else buckets == name
+        n = int(pick.sum())
+        out[name] = {"n": n, "score": float(scores[pick].mean()) if n else None}
+    return out
+
+
+def remove_small(pred: np.ndarray, min_area: int) -> np.ndarray:
+    """Masks ``(N, H, W)`` with every tile of fewer than ``min_area`` salt pixels emptied."""
+    pred = np.asarray(pred, dtype=bool)
+    small = pred.reshape(len(pred), -1).sum(axis=1) < min_area
+    return np.where(small[:, None, None], False, pred)
+
+
+def best_binarization(
+    truth: np.ndarray,
+    probs: np.ndarray,
+    thresholds: np.ndarray | None = None,
+    min_areas: np.ndarray | None = None,
+) -> tuple[float, int, float]:
+    """The threshold and minimum mask area (smaller masks: empty tile) that maximise the metric.
+
+    Args:
+        truth: binary masks ``(N, H, W)``.
+        probs: probabilities ``(N, H, W)`` in [0, 1].
+        thresholds: candidates; by default 0.05..0.95 in steps of 0.01.
+        min_areas: candidate areas in pixels; by default 0 (off) and 10..600 in steps of 10.
+    Returns:
+        ``(threshold, min_area, metric)``; ties go to the threshold closest to 0.5, then to the
+        smallest area.
+    """
+    if thresholds is None:
+        thresholds = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    if min_areas is None:
+        min_areas = np.arange(0, 601, 10)
+    truth = np.asarray(truth, dtype=bool)
+    truth_empty = ~truth.reshape(len(truth), -1).any(axis=1)
+    table = np.empty((len(thresholds), len(min_areas)))
+    for i, t in enumerate(thresholds):
+        pred = probs > t
+        scores = tile_scores(truth, pred)
+        area = pred.reshape(len(pred), -1).sum(axis=1)
+        for j, a in enumerate(min_areas):
+            table[i, j] = np.where(area < a, truth_empty, scores).mean()
+    best = np.argwhere(table >= table.max() - 1e-12)
+    i, j = min(best, key=lambda ij: (abs(thresholds[ij[0]] - 0.5), min_areas[ij[1]]))
+    return float(thresholds[i]), int(min_areas[j]), float(table[i, j])
+
+
 def best_threshold(
     truth: np.ndarray, probs: np.ndarray, thresholds: np.ndarray | None = None
 ) -> tuple[float, float]:

@@ -8,6 +8,7 @@ is far below what thresholds or blends resolve.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +68,25 @@ def align(path: str | Path, ids: list[str], maps_ids: list[str], maps: np.ndarra
     return maps[[position[i] for i in ids]]
 
 
-def binarize(maps: np.ndarray, images: np.ndarray, cut: float) -> np.ndarray:
-    """``maps > cut`` as uint8 masks, with blank tiles (one grey value) forced empty."""
-    masks = (maps > cut).astype(np.uint8)
-    masks[is_blank(images)] = 0
+@dataclass(frozen=True)
+class Cut:
+    """How maps become masks: pixels above ``threshold``; a tile with fewer than ``min_area``
+    such pixels is empty (the tile-level emptiness rule, tuned on OOF with the threshold)."""
+
+    threshold: float = 0.5
+    min_area: int = 0
+
+    @classmethod
+    def of(cls, cut: Cut | float) -> Cut:
+        """A cut as is, or a bare threshold as a cut without an area rule."""
+        return cut if isinstance(cut, Cut) else cls(float(cut))
+
+
+def binarize(maps: np.ndarray, images: np.ndarray, cut: Cut | float) -> np.ndarray:
+    """``maps > cut`` as uint8 masks; blank tiles (one grey value), and tiles whose mask is
+    smaller than the cut's ``min_area``, are empty."""
+    cut = Cut.of(cut)
+    masks = (maps > cut.threshold).astype(np.uint8)
+    small = masks.reshape(len(masks), -1).sum(axis=1) < cut.min_area
+    masks[is_blank(images) | small] = 0
     return masks

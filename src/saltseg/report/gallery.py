@@ -15,7 +15,7 @@ from saltseg.errors import InputError
 from saltseg.io import write_json
 from saltseg.metrics import tile_scores
 from saltseg.mosaic.draw import render_mosaic
-from saltseg.probs import align, binarize, read_probs
+from saltseg.probs import Cut, align, binarize, read_probs
 from saltseg.report.figure import new_figure, save_figure
 
 GALLERY_PER_ROW = 4  # tiles (image | truth | prediction triplets) per gallery row
@@ -36,14 +36,15 @@ def plot_oof_gallery(
     data_dir: str | Path,
     tile: int,
     oof_parquet: str | Path,
-    threshold: float,
+    threshold: Cut | float,
     out_png: str | Path,
     n: int = 24,
     counts_json: str | Path | None = None,
 ) -> dict[str, Any]:
     """Draw the ``n`` worst OOF tiles (image | truth | prediction) and the empty/non-empty table.
 
-    Predictions are ``prob > threshold`` with blank tiles forced empty, as in the submission.
+    Predictions are ``prob > threshold`` with blank tiles, and masks under the cut's minimum
+    area, empty, as in the submission.
     Tiles are sorted from worst to best by the competition's tile score; ties put the tile with
     more wrong pixels first, then go by id.
 
@@ -51,7 +52,7 @@ def plot_oof_gallery(
         data_dir: dataset in Kaggle layout (train images and masks).
         tile: tile side in pixels.
         oof_parquet: OOF probabilities (saltseg probability parquet, one map per train id).
-        threshold: binarisation threshold.
+        threshold: the binarisation (a :class:`~saltseg.probs.Cut`, or a bare threshold).
         out_png: the figure to write.
         n: how many of the worst tiles to draw (all when fewer).
         counts_json: when given, the counts, threshold and mean score are written there as JSON.
@@ -81,7 +82,8 @@ def plot_oof_gallery(
         "n_tiles": len(train),
         "shown": len(shown),
         "mean_score": float(scores.mean()),
-        "threshold": float(threshold),
+        "threshold": Cut.of(threshold).threshold,
+        "min_area": Cut.of(threshold).min_area,
     }
     _draw_gallery(train, truth, pred, scores, shown, summary, out_png)
     if counts_json is not None:

@@ -14,7 +14,7 @@ from saltseg.data import kaggle
 from saltseg.errors import InputError
 from saltseg.io import atomic_dir
 from saltseg.mosaic.draw import render_mosaic
-from saltseg.probs import align, binarize, read_probs
+from saltseg.probs import Cut, align, binarize, read_probs
 from saltseg.report.figure import new_figure, save_figure
 
 TEST_BGR = (255, 255, 0)  # cyan: test predictions (train masks are red, as in render_mosaic)
@@ -51,7 +51,7 @@ def _mosaic_picture(rows, images, train_masks, test_masks, changed, h, w) -> np.
     return picture
 
 
-def _test_masks(path, test, cut: float) -> dict[str, np.ndarray]:
+def _test_masks(path, test, cut: Cut | float) -> dict[str, np.ndarray]:
     ids, maps = read_probs(path)
     masks = binarize(align(path, test.ids, ids, maps), test.images, cut)
     return dict(zip(test.ids, masks))
@@ -65,7 +65,7 @@ def plot_mosaics_before_after(
     test_masks_after: str | Path,
     out_dir: str | Path,
     n: int = 3,
-    threshold_before: float = 0.5,
+    threshold_before: Cut | float = 0.5,
 ) -> dict[str, Any]:
     """Draw the ``n`` largest mosaics holding test tiles, before and after post-processing.
 
@@ -82,8 +82,8 @@ def plot_mosaics_before_after(
         test_masks_after: test masks after post-processing (probability parquet, value > 0.5).
         out_dir: the directory of figures to write.
         n: how many mosaics to draw.
-        threshold_before: ``test_masks_before`` is cut at this value (pass the submission's
-            threshold when it holds probabilities rather than 0/1 masks).
+        threshold_before: how ``test_masks_before`` is binarised (pass the submission's
+            cut when it holds probabilities rather than 0/1 masks).
 
     Returns:
         ``mosaics`` (the mosaic ids drawn, largest first), ``files`` (their names) and

@@ -4,10 +4,11 @@ Ensemble: every ``model.pt`` under the models directory (or the files given). Sn
 are averaged, then the folds of a model (``<models>/<model>/fold<k>/model.pt``), then the models,
 with equal weights (the stage-1 ensemble's averaging).
 
-Threshold: ``"tuned"`` (default) takes ``threshold`` from the first of ``<models>/ensemble/cv.json``
-and ``<models>/cv.json`` that exists (the OOF-tuned threshold) and falls back to 0.5 when neither
-does; ``"fixed"`` is 0.5 (the winners' choice); a number is used as given. ``params.json`` records
-which one was used.
+Threshold: ``"tuned"`` (default) takes ``threshold_pixels`` (the OOF-tuned threshold without the
+tiles' minimum-area rule, which has no meaning on a section) from the first of
+``<models>/ensemble/cv.json`` and ``<models>/cv.json`` that exists and falls back to 0.5 when
+neither does; ``"fixed"`` is 0.5 (the winners' choice); a number is used as given.
+``params.json`` records which one was used.
 
 Outputs in ``out_dir`` (written in a temporary directory, renamed when complete):
 ``probability.npy`` (float32) and ``mask.npy`` (uint8 0/1) of the input's shape;
@@ -94,7 +95,8 @@ def resolve_threshold(threshold: float | str, models_dir: str | Path) -> tuple[f
     if threshold == "tuned":
         for cv in (Path(models_dir) / "ensemble" / "cv.json", Path(models_dir) / "cv.json"):
             if cv.is_file():
-                return float(json.loads(cv.read_text())["threshold"]), str(cv)
+                scores = json.loads(cv.read_text())
+                return float(scores.get("threshold_pixels", scores["threshold"])), str(cv)
         return 0.5, "fixed (no cv.json under the models directory)"
     value = float(threshold)
     if not 0 <= value <= 1:

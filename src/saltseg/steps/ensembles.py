@@ -14,7 +14,7 @@ from saltseg import probs as probs_io
 from saltseg.data import kaggle
 from saltseg.errors import InputError
 from saltseg.io import write_csv, write_json
-from saltseg.metrics import best_threshold, competition_metric
+from saltseg.metrics import best_binarization, best_threshold, bucket_scores, competition_metric
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,7 @@ def merge(
 ) -> None:
     """Join per-fold OOF maps (each train tile once), average test maps, score the OOF.
 
-    ``cv.json`` holds the metric at 0.5 and at the OOF-tuned threshold, with blank tiles forced
-    empty as in the final submission.
+    ``cv.json`` is :func:`score_oof` of the joined maps.
     """
     ids, maps = [], []
     for part in oof_parts:
@@ -49,14 +48,21 @@ def merge(
 
 
 def score_oof(train: kaggle.Tiles, oof: np.ndarray) -> dict[str, Any]:
-    """The OOF metric at 0.5 and at the best threshold, blank tiles forced empty."""
+    """The OOF metric at 0.5 and with the best threshold and minimum mask area (blank tiles
+    forced empty, as in the submission), the tuned metric per coverage bucket, and the best
+    threshold without an area rule (``threshold_pixels``, for whole sections)."""
     oof = np.where(kaggle.is_blank(train.images)[:, None, None], 0.0, oof)
-    threshold, tuned = best_threshold(train.masks, oof)
+    threshold, min_area, tuned = best_binarization(train.masks, oof)
+    cut = probs_io.Cut(threshold, min_area)
     return {
         "n_tiles": len(train),
         "metric_at_0.5": competition_metric(train.masks, oof > 0.5),
         "threshold": threshold,
+        "min_area": min_area,
         "metric_tuned": tuned,
+        # for maps without tiles (whole sections), where no area rule applies
+        "threshold_pixels": best_threshold(train.masks, oof)[0],
+        "buckets": bucket_scores(train.masks, probs_io.binarize(oof, train.images, cut)),
     }
 
 
@@ -127,6 +133,8 @@ def summary(
             "oof_at_0.5": cv["metric_at_0.5"],
             "oof_tuned": cv["metric_tuned"],
             "threshold": cv["threshold"],
+            "min_area": cv.get("min_area", 0),
+            **{f"score_{bucket}": b["score"] for bucket, b in cv.get("buckets", {}).items()},
             "train_seconds": round(train_seconds, 1),
         }
 
@@ -142,6 +150,7 @@ def summary(
     blend = row(blend_cv, "blend", "blend", sum(seconds.values()))
     blend.update(
         threshold=report["threshold"],
+        min_area=report.get("min_area", 0),
         oof_postprocessed=report["oof_after"],
         postprocess_gain=report["gain"],
         postprocess_applied=report["applied"],

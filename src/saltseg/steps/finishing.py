@@ -14,16 +14,18 @@ from saltseg import rle
 from saltseg.data import kaggle
 from saltseg.data.folds import read_folds
 from saltseg.io import atomic_dir, atomic_path, write_csv, write_json
-from saltseg.metrics import competition_metric
+from saltseg.metrics import bucket_scores, competition_metric
 
 log = logging.getLogger(__name__)
 
 
-def threshold_for(mode: str, cv_json: str) -> float:
-    """The binarisation threshold: ``fixed`` is 0.5 (the winners), ``tuned`` the OOF-best."""
+def threshold_for(mode: str, cv_json: str) -> probs_io.Cut:
+    """The binarisation: ``fixed`` is 0.5 with no area rule (the winners), ``tuned`` the
+    OOF-best threshold and minimum mask area of ``cv_json``."""
     if mode == "fixed":
-        return 0.5
-    return float(json.loads(Path(cv_json).read_text())["threshold"])
+        return probs_io.Cut()
+    cv = json.loads(Path(cv_json).read_text())
+    return probs_io.Cut(float(cv["threshold"]), int(cv.get("min_area", 0)))
 
 
 def mosaic(data_dir: str, tile: int, tiles_out: str, pairs_out: str, png_dir: str, n_draw: int):
@@ -101,6 +103,7 @@ def postprocess(
     after_score = competition_metric(train.masks, after)
     gain = after_score - before_score
     applied = enabled and gain >= 0
+    buckets = bucket_scores(train.masks, after if applied else oof_masks)
     test_ids, test_maps = probs_io.read_probs(test_probs)
     test_masks = probs_io.binarize(
         probs_io.align(test_probs, test.ids, test_ids, test_maps), test.images, cut
@@ -114,7 +117,8 @@ def postprocess(
     write_json(
         report_out,
         {
-            "threshold": cut,
+            "threshold": cut.threshold,
+            "min_area": cut.min_area,
             "oof_before": before_score,
             "oof_after": after_score,
             "gain": gain,
@@ -122,6 +126,7 @@ def postprocess(
             "enabled": enabled,
             "applied": applied,
             "test_changed_tiles": len(changes),
+            "buckets": buckets,
         },
     )
 

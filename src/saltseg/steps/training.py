@@ -38,6 +38,10 @@ def folds(data_dir: str, out: str, n_folds: int, seed: int, stratify: str, tile:
 
 def split(data_dir: str, folds_csv: str, fold: int, n_folds: int, tile: int):
     """The labelled tiles of every fold but ``fold`` (train) and of ``fold`` (validation)."""
+    if not 0 <= fold < n_folds:
+        raise InputError(
+            "--fold", f"expected a fold in 0..{n_folds - 1} (n_folds {n_folds}), got {fold}"
+        )
     tiles = kaggle.load_train(data_dir, tile)
     table = read_folds(folds_csv, n_folds).set_index("id")["fold"]
     missing = [i for i in tiles.ids if i not in table.index]
