@@ -15,7 +15,14 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amp", default="auto", help="mixed precision: auto (on for CUDA), true, false")
     p.add_argument("--channels-last", default="auto", help="auto (on), true, false")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="true",
+        default="false",
+        choices=["true", "false"],
+        help="torch.compile the model for training (--compile alone: true)",
+    )
 
 
 def _fold_args(p: argparse.ArgumentParser) -> None:
@@ -189,7 +196,7 @@ def _runtime(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    runtime = resolve_runtime(args.device, args.amp, args.channels_last, args.compile)
+    runtime = resolve_runtime(args.device, args.amp, args.channels_last, args.compile == "true")
     if runtime.device.type == "cpu":
         keep_freed_memory()
     return runtime

@@ -36,12 +36,19 @@ FOLDS = list(range(config["folds"]["n_folds"]))
 STAGES = stage_models(config)  # {"stage1": [model, ...], ...} for the stages that run
 BLEND = blend_members(config)  # [(stage, model, weight), ...]
 RUNTIME = config["runtime"]
+# Settings that can change numbers are params (a change reruns the jobs): device, precision,
+# memory format and loader workers (each worker draws its own augmentation stream). Threads,
+# torch.compile (float rounding at most) and the prediction batch size only change speed: they
+# are threads and resources, which never rerun a finished job.
+NUMERICS = {key: RUNTIME[key] for key in ("device", "amp", "channels_last", "workers")}
+COMPILE = "true" if RUNTIME["compile"] else "false"
+PREDICT_BATCH = config["predict"]["batch_size"]
 
 
 wildcard_constraints:
     stage="|".join(STAGES),
     model="|".join(config["models"]),
-    fold=r"\d+",
+    fold="|".join(map(str, FOLDS)),  # fold7 with n_folds 5 is planned by no rule
 
 
 def model_json(wildcards):

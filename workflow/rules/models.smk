@@ -21,23 +21,23 @@ rule train:
     threads: RUNTIME["threads"]
     resources:
         gpu=1,
+        compile=COMPILE,
     params:
         model=model_json,
         n_folds=config["folds"]["n_folds"],
         seed=config["seed"],
         tile=config["tile_size"],
-        runtime=RUNTIME,
+        numerics=NUMERICS,
         out_dir=subpath(output.model, parent=True),
-        compile="--compile" if RUNTIME["compile"] else "",
         pseudo=lambda wildcards, input: (
             f"--pseudo {input.pseudo}" if input.pseudo else ""
         ),
     shell:
         "python -m saltseg train --data-dir {input.data} --folds {input.folds} --fold {wildcards.fold}"
         " --n-folds {params.n_folds} --tile-size {params.tile} --params {params.model:q}"
-        " --seed {params.seed} --device {params.runtime[device]} --amp {params.runtime[amp]}"
-        " --channels-last {params.runtime[channels_last]} --threads {threads}"
-        " --workers {params.runtime[workers]} {params.compile} {params.pseudo}"
+        " --seed {params.seed} --device {params.numerics[device]} --amp {params.numerics[amp]}"
+        " --channels-last {params.numerics[channels_last]} --threads {threads}"
+        " --workers {params.numerics[workers]} --compile {resources.compile} {params.pseudo}"
         " --out-dir {params.out_dir}"
         " > {log} 2>&1"
 
@@ -59,18 +59,18 @@ rule predict:
     threads: RUNTIME["threads"]
     resources:
         gpu=1,
+        batch_size=PREDICT_BATCH,
     params:
         n_folds=config["folds"]["n_folds"],
         tile=config["tile_size"],
-        runtime=RUNTIME,
+        numerics=NUMERICS,
         tta=",".join(config["predict"]["tta"]),
-        batch_size=config["predict"]["batch_size"],
     shell:
         "python -m saltseg predict --model {input.model} --data-dir {input.data} --folds {input.folds}"
         " --fold {wildcards.fold} --n-folds {params.n_folds} --tile-size {params.tile}"
-        " --device {params.runtime[device]} --amp {params.runtime[amp]}"
-        " --channels-last {params.runtime[channels_last]} --threads {threads}"
-        " --tta {params.tta} --batch-size {params.batch_size}"
+        " --device {params.numerics[device]} --amp {params.numerics[amp]}"
+        " --channels-last {params.numerics[channels_last]} --threads {threads}"
+        " --tta {params.tta} --batch-size {resources.batch_size}"
         " --oof {output.oof} --test {output.test} > {log} 2>&1"
 
 

@@ -18,20 +18,21 @@ rule predict_section:
     threads: RUNTIME["threads"]
     resources:
         gpu=1,
+        batch_size=PREDICT_BATCH,
     params:
         models_dir=lambda wildcards, input: str(Path(input.cv).parent.parent),
-        sections=config["sections"],
-        predict=config["predict"],
+        stride=config["sections"]["stride"],
+        axis=config["sections"]["axis"],
         tta=",".join(config["predict"]["tta"]),
-        runtime=RUNTIME,
+        numerics=NUMERICS,
         threshold=config["submission"]["threshold"],
     shell:
         "python -m saltseg predict-section --models {params.models_dir}"
         " --model-files {input.models}"
-        " --input {input.section} --out {output} --stride {params.sections[stride]}"
-        " --axis {params.sections[axis]} --batch-size {params.predict[batch_size]}"
-        " --tta {params.tta} --threshold {params.threshold} --device {params.runtime[device]}"
-        " --amp {params.runtime[amp]} --channels-last {params.runtime[channels_last]}"
+        " --input {input.section} --out {output} --stride {params.stride}"
+        " --axis {params.axis} --batch-size {resources.batch_size}"
+        " --tta {params.tta} --threshold {params.threshold} --device {params.numerics[device]}"
+        " --amp {params.numerics[amp]} --channels-last {params.numerics[channels_last]}"
         " --threads {threads} > {log} 2>&1"
 
 
