@@ -3,7 +3,9 @@
 Usage: python bench/quality_cpu.py --data-dir ../shared/tgs [--workdir DIR] [--out PATH]
 Runs `snakemake --workflow-profile workflow/profiles/cpu` in ``--workdir`` (default: this
 checkout; use a fresh clone so the numbers come from committed code). Rerunning after an
-interruption continues the run; the JSON then holds the wall time of each attempt.
+interruption continues the run; the JSON then holds the wall time of each attempt. The result
+holds the OOF of every stage (tuned, per coverage bucket), the post-processed blend, the wall
+time of each rule, and the fold-0 ablation table behind the recipe (bench/ablation_cpu.json).
 """
 
 from __future__ import annotations
@@ -62,9 +64,30 @@ def main() -> None:
             "wall_seconds_per_attempt": attempts,
             "rule_seconds": rule_seconds(workdir / "results" / "benchmarks"),
             "summary": table.astype(object).where(table.notna(), None).to_dict(orient="records"),
+            "postprocess": json.loads(
+                (workdir / "results" / "postprocess" / "report.json").read_text()
+            ),
+            "ablation": ablation_table(REPO / "bench" / "ablation_cpu.json"),
             "recipe": (workdir / "workflow/profiles/cpu/recipe.yaml").read_text(),
         },
     )
+
+
+def ablation_table(path: Path) -> list[dict] | None:
+    """Lever, fold-0 score (tuned threshold and min area, with and without flip TTA), minutes."""
+    if not path.is_file():
+        return None
+    return [
+        {
+            "variant": row["variant"],
+            "lever": row["lever"],
+            "oof_fold0": round(row["scores"]["none"]["tuned_min_area"], 4),
+            "oof_fold0_flip_tta": round(row["scores"]["none+hflip"]["tuned_min_area"], 4),
+            "train_minutes": row["train_minutes"],
+            "epochs": row["epochs"],
+        }
+        for row in json.loads(path.read_text())["rows"]
+    ]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,222 @@
+"""Ablation of training levers on real fold 0 at a fixed time budget (ablation_cpu.json).
+
+Usage: python bench/ablation_cpu.py --data-dir ../shared/tgs [--variants a,b] [--threads 2]
+
+Each variant is a model definition (the `models:` schema of config.yaml) whose phases carry a
+`minutes` budget; it trains with saltseg's own loop on the train tiles of fold 0 (depth folds)
+and is scored on fold 0's tiles, which it never saw. Every row records the validation metric at
+0.5, with the tuned threshold, with the tuned threshold and minimum area, each with and without
+flip TTA, the score per coverage bucket, and the minutes spent. Training resumes after a kill
+(work files under results/ablation/); finished variants are skipped on a rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from saltseg.data import kaggle
+from saltseg.data.folds import make_folds
+from saltseg.inference.predict import predict_probs
+from saltseg.metrics import (
+    best_binarization,
+    best_threshold,
+    bucket_scores,
+    competition_metric,
+    remove_small,
+)
+from saltseg.models import build_model
+from saltseg.training.device import keep_freed_memory, resolve_runtime
+from saltseg.training.loop import fit
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from default_dag import machine  # noqa: E402  (bench/ is no package)
+
+FLIP = [{"name": "HorizontalFlip", "p": 0.5}]
+R10 = {"encoder_name": "resnet10t", "pretrained": "none", "decoder_channels": [64, 32, 16, 8, 8]}
+
+
+def phase(minutes: float, **kw) -> dict:
+    return {
+        "loss": "bce_dice",
+        "optimizer": "adam",
+        "lr": 0.003,
+        "schedule": "cosine",
+        "batch_size": 16,
+        "snapshots": 1,
+        "minutes": minutes,
+        **kw,
+    }
+
+
+def variants(budget: float) -> dict[str, dict]:
+    """The ladder: each variant changes one lever of ``base64`` or of the one before it.
+
+    ``pad128`` tests resolution against ``base64``; the levers after it build on the winner.
+    """
+    lovasz = 0.3 * budget  # the last 30% of the budget on the Lovasz hinge
+    return {
+        "base64": {  # the cpu profile's stage-1 model before this ablation: resize 101 -> 64
+            "lever": "resnet10t U-Net, 101 resized to 64, BCE+Dice",
+            "arch": "unet",
+            "model": {**R10, "resize_to": 64, "pad_to": 64},
+            "augment": FLIP,
+            "val_every": 1000,
+            "phases": [phase(budget)],
+        },
+        "pad128": {
+            "lever": "full resolution: 101 reflect-padded to 128",
+            "arch": "unet",
+            "model": {**R10, "pad_to": 128},
+            "augment": FLIP,
+            "val_every": 1000,
+            "phases": [phase(budget)],
+        },
+        "base64_lovasz": {
+            "lever": "+ Lovasz hinge (symmetric) phase, last 30% of the budget",
+            "arch": "unet",
+            "model": {**R10, "resize_to": 64, "pad_to": 64},
+            "augment": FLIP,
+            "val_every": 1000,
+            "phases": [
+                phase(budget - lovasz, snapshots=0),
+                phase(lovasz, loss="lovasz_symmetric", lr=0.001),
+            ],
+        },
+        "base64_lovasz_ema": {
+            "lever": "+ EMA of the weights (decay 0.99)",
+            "arch": "unet",
+            "model": {**R10, "resize_to": 64, "pad_to": 64},
+            "augment": FLIP,
+            "val_every": 1000,
+            "phases": [
+                phase(budget - lovasz, snapshots=0, ema=0.99),
+                phase(lovasz, loss="lovasz_symmetric", lr=0.001, ema=0.99),
+            ],
+        },
+        "base64_lovasz_empty": {
+            "lever": "+ empty-tile head (BCE weight 0.05), no EMA",
+            "arch": "unet",
+            "model": {**R10, "resize_to": 64, "pad_to": 64, "empty_head": True},
+            "augment": FLIP,
+            "val_every": 1000,
+            "phases": [
+                phase(budget - lovasz, snapshots=0, empty_weight=0.05),
+                phase(lovasz, loss="lovasz_symmetric", lr=0.001, empty_weight=0.05),
+            ],
+        },
+        "base64_lovasz_ema_empty": {
+            "lever": "+ EMA and the empty-tile head together",
+            "arch": "unet",
+            "model": {**R10, "resize_to": 64, "pad_to": 64, "empty_head": True},
+            "augment": FLIP,
+            "val_every": 1000,
+            "phases": [
+                phase(budget - lovasz, snapshots=0, ema=0.99, empty_weight=0.05),
+                phase(lovasz, loss="lovasz_symmetric", lr=0.001, ema=0.99, empty_weight=0.05),
+            ],
+        },
+    }
+
+
+def score(truth: np.ndarray, blank: np.ndarray, probs: np.ndarray) -> dict:
+    probs = np.where(blank[:, None, None], 0.0, probs)  # blank tiles are empty, as in submissions
+    threshold, tuned = best_threshold(truth, probs)
+    cut, area, tuned_area = best_binarization(truth, probs)
+    return {
+        "at_0.5": competition_metric(truth, probs > 0.5),
+        "tuned": tuned,
+        "threshold": threshold,
+        "tuned_min_area": tuned_area,
+        "min_area": {"threshold": cut, "min_area": area},
+        "buckets": bucket_scores(truth, remove_small(probs > cut, area)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--variants", default="")
+    parser.add_argument("--minutes", type=float, default=7.0, help="training budget per variant")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(REPO / "bench" / "ablation_cpu.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    runtime = resolve_runtime("cpu", "false", "auto")
+    tiles = kaggle.load_train(args.data_dir, 101)
+    folds = make_folds(tiles.ids, kaggle.read_depths(args.data_dir, tiles.ids), 5, 0, "depth")
+    in_val = folds.set_index("id")["fold"].loc[tiles.ids].to_numpy() == 0
+    train, val = tiles.subset(~in_val), tiles.subset(in_val)
+    blank = kaggle.is_blank(val.images)
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+    done = {row["variant"] for row in result["rows"]}
+    table = variants(args.minutes)
+    names = args.variants.split(",") if args.variants else list(table)
+    for name in names:
+        if name in done:
+            continue
+        params = table[name]
+        torch.manual_seed(0)
+        model = build_model(params["arch"], 101, **params["model"])
+        start = time.perf_counter()
+        work_dir = REPO / "results" / "ablation" / name
+        trained = fit(model, params, {"train": train}, val, runtime, work_dir, 0)
+        minutes = (time.perf_counter() - start) / 60
+        rows = {}
+        for tta in (("none",), ("none", "hflip")):
+            t0 = time.perf_counter()
+            probs = np.zeros(val.images.shape, np.float32)
+            for state in trained["snapshots"]:
+                model.load_state_dict(state)
+                probs += predict_probs(model, val.images, runtime, 128, tta)
+            probs /= len(trained["snapshots"])
+            rows["+".join(tta)] = {
+                **score(val.masks, blank, probs),
+                "tiles_per_s": len(val) / (time.perf_counter() - t0),
+            }
+        history = trained["history"]
+        result["rows"].append(
+            {
+                "variant": name,
+                "lever": params["lever"],
+                "train_minutes": round(minutes, 2),
+                "epochs": len(history),
+                "images_per_s": float(np.median([h["images_per_s"] for h in history])),
+                "scores": rows,
+                "params": params,
+            }
+        )
+        result.update(
+            {
+                "command": "python bench/ablation_cpu.py --data-dir DATA",
+                "n_train": len(train),
+                "n_val": len(val),
+                "threads": args.threads,
+                "cpu": _cpu_name(),
+                "machine": machine(),
+            }
+        )
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(out)
+        print(name, json.dumps({k: round(v["tuned_min_area"], 4) for k, v in rows.items()}))
+
+
+def _cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+if __name__ == "__main__":
+    main()
