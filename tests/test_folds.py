@@ -58,7 +58,7 @@ def test_read_folds_checks_range(tmp_path):
 
 @pytest.mark.parametrize("fold", [7, -1])
 def test_a_fold_outside_n_folds_is_refused_before_anything_is_read(tmp_path, fold):
-    from saltseg.steps.training import split
+    from saltseg.steps.fold_split import split
 
     with pytest.raises(
         InputError, match=rf"--fold: expected a fold in 0..4 \(n_folds 5\), got {fold}"

@@ -1,26 +1,37 @@
 """One function per pipeline step: read the step's inputs, call the library, write its outputs.
 
 Each function is what one ``saltseg`` subcommand (and so one Snakemake rule) runs. Outputs are
-written atomically; nothing here knows the DAG around it.
+written atomically; nothing here knows the DAG around it. Names are imported on first use, so a
+job that merges parquet files never imports torch, timm or albumentations (seconds per job).
 """
 
-from saltseg.steps.ensembles import ensemble, merge, pseudo_labels, score_oof, summary
-from saltseg.steps.finishing import mosaic, postprocess, submit, threshold_for
-from saltseg.steps.training import folds, predict, pseudo_tiles, split, train
+from __future__ import annotations
 
-__all__ = [
-    "ensemble",
-    "folds",
-    "merge",
-    "mosaic",
-    "postprocess",
-    "predict",
-    "pseudo_labels",
-    "pseudo_tiles",
-    "score_oof",
-    "split",
-    "submit",
-    "summary",
-    "threshold_for",
-    "train",
-]
+import importlib
+from typing import Any
+
+#: every step and the module that holds it (no module may share a step's name: importing it
+#: would shadow the function on this package)
+HOMES = {
+    "ensemble": "ensembles",
+    "merge": "ensembles",
+    "pseudo_labels": "ensembles",
+    "score_oof": "ensembles",
+    "summary": "ensembles",
+    "mosaic": "finishing",
+    "postprocess": "finishing",
+    "submit": "finishing",
+    "threshold_for": "finishing",
+    "folds": "fold_split",
+    "split": "fold_split",
+    "predict": "training",
+    "pseudo_tiles": "training",
+    "train": "training",
+}
+__all__ = sorted(HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{HOMES[name]}"), name)
