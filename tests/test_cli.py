@@ -166,3 +166,13 @@ def test_ensemble_weights_average_the_maps(synth_dir, tmp_path):
     }
     assert sum(b["n"] for name, b in cv["buckets"].items() if name != "salt") == cv["n_tiles"]
     assert cv["n_tiles"] == len(train_ids)
+
+
+def test_an_unwritable_output_is_one_line_naming_it(synth_dir, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "folds.csv"  # its folder cannot be made: a file stands there
+    assert main(["folds", "--data-dir", str(synth_dir), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith(f"saltseg folds: error: {out}: could not write (")

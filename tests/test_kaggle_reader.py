@@ -47,6 +47,15 @@ def test_rgb_and_16_bit_pngs_read_as_the_same_grey(tmp_path):
     assert np.array_equal(read_image(tmp_path / "deep.png", 101), grey)
 
 
+def test_a_colour_tile_becomes_its_luminance_not_one_channel(tmp_path):
+    bgr = np.zeros((101, 101, 3), np.uint8)
+    bgr[..., 1], bgr[..., 2] = 100, 200  # blue 0, green 100, red 200
+    cv2.imwrite(str(tmp_path / "colour.png"), bgr)
+    grey = read_image(tmp_path / "colour.png", 101)
+    luminance = 0.299 * 200 + 0.587 * 100 + 0.114 * 0  # ITU-R BT.601, 118.5
+    assert np.all(np.abs(grey.astype(float) - luminance) <= 1)  # not 0, the blue channel
+
+
 def test_missing_data_dir(tmp_path):
     message = one_line_error(kaggle.load_train, tmp_path / "nowhere", 101)
     assert "nowhere" in message and "Kaggle layout" in message

@@ -279,3 +279,18 @@ def test_bad_input_stops_with_one_line_and_writes_nothing(tmp_path, models, sect
             models, inputs / "good.npy", tmp_path / "results" / "out", model_files=[inputs / "x.pt"]
         )
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_threshold_resolution_names_the_option_and_warns_on_fallback(tmp_path, capsys):
+    from saltseg.sections.predict import resolve_threshold
+
+    with pytest.raises(InputError, match=r"--threshold: expected .* got 'abc'"):
+        resolve_threshold("abc", tmp_path)
+    assert resolve_threshold("tuned", tmp_path) == (
+        0.5,
+        "fixed (no cv.json under the models directory)",
+    )
+    warning = capsys.readouterr().err.strip()
+    assert warning.startswith("saltseg predict-section: warning:") and "\n" not in warning
+    (tmp_path / "cv.json").write_text(json.dumps({"threshold": 0.7, "threshold_pixels": 0.45}))
+    assert resolve_threshold("tuned", tmp_path) == (0.45, str(tmp_path / "cv.json"))

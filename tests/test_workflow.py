@@ -102,7 +102,8 @@ def test_the_dag_reaches_a_valid_submission(workflow):
         assert (pseudo["confidence"] >= 0.5).all() and pseudo["fold"].between(0, 1).all()
     history = pd.read_csv(workflow / "results/stage2/unet_r10_pretrain/fold0/history.csv")
     n_pseudo = len(read_pseudo(workflow / "results/pseudo/stage1/fold0.parquet")[0])
-    assert history["data"].tolist() == ["pseudo", "train"] if n_pseudo else ["train"]
+    expected = ["pseudo", "train"] if n_pseudo else ["train"]  # no pseudo tiles: phase skipped
+    assert history["data"].tolist() == expected
     tiles = pd.read_parquet(workflow / "results/mosaic/tiles.parquet")
     assert sorted(tiles["id"]) == sorted(train["id"].tolist() + sample["id"].tolist())
     assert not tiles.duplicated(["mosaic_id", "x", "y"]).any()
@@ -181,6 +182,24 @@ def test_a_configured_section_is_predicted_by_the_ensemble(workflow, repo):
 def test_nothing_to_do_after_a_run(workflow):
     result = snakemake(workflow, "-n", "submission")
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_speed_settings_rerun_nothing(workflow, tmp_path):
+    speed = tmp_path / "speed.yaml"
+    speed.write_text(
+        yaml.safe_dump({"runtime": {"threads": 1, "compile": True}, "predict": {"batch_size": 7}})
+    )
+    result = snakemake(workflow, "-n", "submission", "--configfile", str(speed))
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_fold_outside_n_folds_is_planned_by_no_rule(workflow):
+    result = snakemake(workflow, "-n", "results/stage1/unet_r10/fold7/model.pt")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "fold7/model.pt" in out and "Traceback" not in out
+    assert not (workflow / "results/stage1/unet_r10/fold7").exists()
 
 
 @pytest.mark.slow

@@ -12,9 +12,10 @@ from saltseg.io import atomic_path
 
 
 def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
-    """Read a tile as a 2-D ``uint8`` array (16-bit scaled down, RGB reduced to its first channel).
+    """Read a tile as a 2-D ``uint8`` array (16-bit scaled down, colour converted to grey).
 
-    Kaggle's RGB tiles carry three equal channels, so the first channel is the grayscale image.
+    Kaggle's RGB tiles carry three equal channels, which the conversion keeps as they are; a tile
+    whose channels differ becomes its luminance (OpenCV's BGR/BGRA to grey), not one channel.
 
     Raises:
         InputError: the file is missing or unreadable, or is not ``size`` x ``size`` when given.
@@ -25,8 +26,11 @@ def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise InputError(path, "expected a readable PNG image (file is corrupt or not an image)")
-    if image.ndim == 3:
-        image = image[..., 0]
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        code = cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+        image = cv2.cvtColor(image, code)
+    elif image.ndim == 3:
+        raise InputError(path, f"expected a grey, RGB or RGBA image, got {image.shape[2]} channels")
     if image.dtype == np.uint16:
         image = (image // 257).astype(np.uint8)
     elif image.dtype != np.uint8:

@@ -97,10 +97,20 @@ def resolve_threshold(threshold: float | str, models_dir: str | Path) -> tuple[f
             if cv.is_file():
                 scores = json.loads(cv.read_text())
                 return float(scores.get("threshold_pixels", scores["threshold"])), str(cv)
+        print(
+            f"saltseg predict-section: warning: {models_dir}: no cv.json, so no tuned threshold;"
+            " using 0.5",
+            file=sys.stderr,
+        )
         return 0.5, "fixed (no cv.json under the models directory)"
-    value = float(threshold)
+    try:
+        value = float(threshold)
+    except ValueError:
+        value = float("nan")
     if not 0 <= value <= 1:
-        raise ValueError(f"threshold: expected tuned, fixed or a number in [0, 1], got {value}")
+        raise InputError(
+            "--threshold", f"expected tuned, fixed or a number in [0, 1], got {threshold!r}"
+        )
     return value, "given"
 
 
