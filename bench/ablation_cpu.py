@@ -56,73 +56,57 @@ def phase(minutes: float, **kw) -> dict:
     }
 
 
+def unet(lever: str, phases: list[dict], **model) -> dict:
+    """A variant: the resnet10t U-Net with ``model`` overrides, flips, validated at phase ends."""
+    return {
+        "lever": lever,
+        "arch": "unet",
+        "model": {**R10, **model},
+        "augment": FLIP,
+        "val_every": 1000,
+        "phases": phases,
+    }
+
+
+def two_phases(budget: float, **kw) -> list[dict]:
+    """BCE+Dice for 70% of the budget, then the symmetric Lovasz hinge for 30% (``kw``: both)."""
+    lovasz = 0.3 * budget
+    return [
+        phase(budget - lovasz, snapshots=0, **kw),
+        phase(lovasz, loss="lovasz_symmetric", lr=0.001, **kw),
+    ]
+
+
 def variants(budget: float) -> dict[str, dict]:
     """The ladder: each variant changes one lever of ``base64`` or of the one before it.
 
     ``pad128`` tests resolution against ``base64``; the levers after it build on the winner.
     """
-    lovasz = 0.3 * budget  # the last 30% of the budget on the Lovasz hinge
-    return {
-        "base64": {  # the cpu profile's stage-1 model before this ablation: resize 101 -> 64
-            "lever": "resnet10t U-Net, 101 resized to 64, BCE+Dice",
-            "arch": "unet",
-            "model": {**R10, "resize_to": 64, "pad_to": 64},
-            "augment": FLIP,
-            "val_every": 1000,
-            "phases": [phase(budget)],
-        },
-        "pad128": {
-            "lever": "full resolution: 101 reflect-padded to 128",
-            "arch": "unet",
-            "model": {**R10, "pad_to": 128},
-            "augment": FLIP,
-            "val_every": 1000,
-            "phases": [phase(budget)],
-        },
-        "base64_lovasz": {
-            "lever": "+ Lovasz hinge (symmetric) phase, last 30% of the budget",
-            "arch": "unet",
-            "model": {**R10, "resize_to": 64, "pad_to": 64},
-            "augment": FLIP,
-            "val_every": 1000,
-            "phases": [
-                phase(budget - lovasz, snapshots=0),
-                phase(lovasz, loss="lovasz_symmetric", lr=0.001),
-            ],
-        },
-        "base64_lovasz_ema": {
-            "lever": "+ EMA of the weights (decay 0.99)",
-            "arch": "unet",
-            "model": {**R10, "resize_to": 64, "pad_to": 64},
-            "augment": FLIP,
-            "val_every": 1000,
-            "phases": [
-                phase(budget - lovasz, snapshots=0, ema=0.99),
-                phase(lovasz, loss="lovasz_symmetric", lr=0.001, ema=0.99),
-            ],
-        },
-        "base64_lovasz_empty": {
-            "lever": "+ empty-tile head (BCE weight 0.05), no EMA",
-            "arch": "unet",
-            "model": {**R10, "resize_to": 64, "pad_to": 64, "empty_head": True},
-            "augment": FLIP,
-            "val_every": 1000,
-            "phases": [
-                phase(budget - lovasz, snapshots=0, empty_weight=0.05),
-                phase(lovasz, loss="lovasz_symmetric", lr=0.001, empty_weight=0.05),
-            ],
-        },
-        "base64_lovasz_ema_empty": {
-            "lever": "+ EMA and the empty-tile head together",
-            "arch": "unet",
-            "model": {**R10, "resize_to": 64, "pad_to": 64, "empty_head": True},
-            "augment": FLIP,
-            "val_every": 1000,
-            "phases": [
-                phase(budget - lovasz, snapshots=0, ema=0.99, empty_weight=0.05),
-                phase(lovasz, loss="lovasz_symmetric", lr=0.001, ema=0.99, empty_weight=0.05),
-            ],
-        },
+    at64 = {"resize_to": 64, "pad_to": 64}
+    empty = {"empty_weight": 0.05}
+    return {  # base64: the cpu profile's stage-1 model before this ablation
+        "base64": unet("resnet10t U-Net, 101 resized to 64, BCE+Dice", [phase(budget)], **at64),
+        "pad128": unet("full resolution: 101 reflect-padded to 128", [phase(budget)], pad_to=128),
+        "base64_lovasz": unet(
+            "+ Lovasz hinge (symmetric) phase, last 30% of the budget",
+            two_phases(budget),
+            **at64,
+        ),
+        "base64_lovasz_ema": unet(
+            "+ EMA of the weights (decay 0.99)", two_phases(budget, ema=0.99), **at64
+        ),
+        "base64_lovasz_empty": unet(
+            "+ empty-tile head (BCE weight 0.05), no EMA",
+            two_phases(budget, **empty),
+            **at64,
+            empty_head=True,
+        ),
+        "base64_lovasz_ema_empty": unet(
+            "+ EMA and the empty-tile head together",
+            two_phases(budget, ema=0.99, **empty),
+            **at64,
+            empty_head=True,
+        ),
     }
 
 

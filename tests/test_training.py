@@ -66,26 +66,34 @@ def test_cosine_snapshots_are_kept_per_cycle(tmp_path):
     assert lrs[0] == pytest.approx(0.01) and lrs[1] < lrs[0] and lrs[2] == pytest.approx(0.01)
 
 
-def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    p = params(epochs=3)
-    straight = run_fit(p, tmp_path / "straight")
-
-    real_save, saves = checkpoint.save, []
+def run_killed_then_resumed(p, work_dir, monkeypatch, saves: int = 2) -> dict:
+    """Run ``p`` as if killed right after its ``saves``-th checkpoint, then run it again."""
+    real_save, done = checkpoint.save, []
 
     def save_then_die(path, state):
         real_save(path, state)
-        saves.append(path)
-        if len(saves) == 2:
-            raise KeyboardInterrupt  # as if killed after the second epoch's checkpoint
+        done.append(path)
+        if len(done) == saves:
+            raise KeyboardInterrupt
 
     monkeypatch.setattr(checkpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        run_fit(p, tmp_path / "killed")
+        run_fit(p, work_dir)
     monkeypatch.setattr(checkpoint, "save", real_save)
-    resumed = run_fit(p, tmp_path / "killed", seed=0)
+    return run_fit(p, work_dir)
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    for key, value in a.items():
+        assert torch.allclose(value.float(), b[key].float(), atol=1e-5), key
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    p = params(epochs=3)
+    straight = run_fit(p, tmp_path / "straight")
+    resumed = run_killed_then_resumed(p, tmp_path / "killed", monkeypatch)
     assert [row["epoch"] for row in resumed["history"]] == [0, 1, 2]
-    for key, value in straight["snapshots"][0].items():
-        assert torch.allclose(value.float(), resumed["snapshots"][0][key].float(), atol=1e-5), key
+    assert_same_weights(straight["snapshots"][0], resumed["snapshots"][0])
 
 
 def test_a_checkpoint_of_other_parameters_is_ignored(tmp_path):

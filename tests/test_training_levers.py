@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_training import params, run_fit
+from test_training import assert_same_weights, params, run_fit, run_killed_then_resumed
 from tiny import TINY_MODEL
 
 from saltseg.losses import build_loss
@@ -15,7 +15,7 @@ from saltseg.losses.empty import empty_loss, empty_target
 from saltseg.metrics import best_binarization, bucket_scores, coverage_bucket, remove_small
 from saltseg.models import build_model
 from saltseg.probs import Cut, binarize
-from saltseg.training import checkpoint, loop
+from saltseg.training import loop
 from saltseg.training.optim import budget_epochs
 
 
@@ -155,46 +155,21 @@ def test_bucket_scores_by_hand():
 
 
 def test_a_budget_run_resumes_with_the_epochs_it_measured(tmp_path, monkeypatch):
-    monkeypatch.setattr(loop, "budget_epochs", lambda phase, cost: 3)
+    sized = []
+    monkeypatch.setattr(loop, "budget_epochs", lambda phase, cost: sized.append(cost) or 3)
     p = params(minutes=5, schedule="cosine", snapshots=1)
     straight = run_fit(p, tmp_path / "straight")
-    real_save, saves = checkpoint.save, []
-
-    def save_then_die(path, state):
-        real_save(path, state)
-        saves.append(path)
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run_fit(p, tmp_path / "killed")
-    monkeypatch.setattr(checkpoint, "save", real_save)
-    monkeypatch.setattr(loop, "budget_epochs", lambda phase, cost: 99)  # must not be asked again
-    resumed = run_fit(p, tmp_path / "killed")
+    resumed = run_killed_then_resumed(p, tmp_path / "killed", monkeypatch)
+    assert len(sized) == 2  # once per run from scratch; the resumed run reads its checkpoint
     assert [row["epoch"] for row in resumed["history"]] == [0, 1, 2]
-    for key, value in straight["snapshots"][0].items():
-        assert torch.allclose(value.float(), resumed["snapshots"][0][key].float(), atol=1e-5), key
+    assert_same_weights(straight["snapshots"][0], resumed["snapshots"][0])
 
 
 def test_a_killed_ema_run_resumes_to_the_same_average(tmp_path, monkeypatch):
     p = params(epochs=3, ema=0.5)
     straight = run_fit(p, tmp_path / "straight")
-    real_save, saves = checkpoint.save, []
-
-    def save_then_die(path, state):
-        real_save(path, state)
-        saves.append(path)
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run_fit(p, tmp_path / "killed")
-    monkeypatch.setattr(checkpoint, "save", real_save)
-    resumed = run_fit(p, tmp_path / "killed")
-    for key, value in straight["snapshots"][0].items():
-        assert torch.allclose(value.float(), resumed["snapshots"][0][key].float(), atol=1e-5), key
+    resumed = run_killed_then_resumed(p, tmp_path / "killed", monkeypatch)
+    assert_same_weights(straight["snapshots"][0], resumed["snapshots"][0])
 
 
 def test_empty_weight_on_a_deep_supervision_loss_is_refused():
