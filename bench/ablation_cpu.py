@@ -101,6 +101,12 @@ def variants(budget: float) -> dict[str, dict]:
             **at64,
             empty_head=True,
         ),
+        "pad128_lovasz_empty": unet(
+            "full resolution with Lovasz and the empty head (for longer budgets)",
+            two_phases(budget, **empty),
+            pad_to=128,
+            empty_head=True,
+        ),
         "base64_lovasz_ema_empty": unet(
             "+ EMA and the empty-tile head together",
             two_phases(budget, ema=0.99, **empty),
