@@ -25,8 +25,8 @@ from saltseg.data import kaggle
 from saltseg.data.folds import make_folds
 from saltseg.inference.predict import predict_probs
 from saltseg.metrics import (
-    best_binarization,
-    best_threshold,
+    best_cell,
+    binarization_table,
     bucket_scores,
     competition_metric,
     remove_small,
@@ -118,8 +118,9 @@ def variants(budget: float) -> dict[str, dict]:
 
 def score(truth: np.ndarray, blank: np.ndarray, probs: np.ndarray) -> dict:
     probs = np.where(blank[:, None, None], 0.0, probs)  # blank tiles are empty, as in submissions
-    threshold, tuned = best_threshold(truth, probs)
-    cut, area, tuned_area = best_binarization(truth, probs)
+    thresholds, areas, table = binarization_table(truth, probs)  # areas[0] is 0: no area rule
+    threshold, _, tuned = best_cell(thresholds, areas[:1], table[:, :1])
+    cut, area, tuned_area = best_cell(thresholds, areas, table)
     return {
         "at_0.5": competition_metric(truth, probs > 0.5),
         "tuned": tuned,

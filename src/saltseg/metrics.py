@@ -69,13 +69,13 @@ def remove_small(pred: np.ndarray, min_area: int) -> np.ndarray:
     return np.where(small[:, None, None], False, pred)
 
 
-def best_binarization(
+def binarization_table(
     truth: np.ndarray,
     probs: np.ndarray,
     thresholds: np.ndarray | None = None,
     min_areas: np.ndarray | None = None,
-) -> tuple[float, int, float]:
-    """The threshold and minimum mask area (smaller masks: empty tile) that maximise the metric.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The metric of every (threshold, minimum mask area) pair: smaller masks make a tile empty.
 
     Args:
         truth: binary masks ``(N, H, W)``.
@@ -83,8 +83,7 @@ def best_binarization(
         thresholds: candidates; by default 0.05..0.95 in steps of 0.01.
         min_areas: candidate areas in pixels; by default 0 (off) and 10..600 in steps of 10.
     Returns:
-        ``(threshold, min_area, metric)``; ties go to the threshold closest to 0.5, then to the
-        smallest area.
+        ``(thresholds, min_areas, table)`` with ``table[i, j]`` the metric at both.
     """
     if thresholds is None:
         thresholds = np.round(np.arange(0.05, 0.951, 0.01), 2)
@@ -99,15 +98,34 @@ def best_binarization(
         area = pred.reshape(len(pred), -1).sum(axis=1)
         for j, a in enumerate(min_areas):
             table[i, j] = np.where(area < a, truth_empty, scores).mean()
+    return thresholds, min_areas, table
+
+
+def best_cell(
+    thresholds: np.ndarray, min_areas: np.ndarray, table: np.ndarray
+) -> tuple[float, int, float]:
+    """``(threshold, min_area, metric)`` of the best cell of :func:`binarization_table`; ties go
+    to the threshold closest to 0.5, then to the smallest area."""
     best = np.argwhere(table >= table.max() - 1e-12)
     i, j = min(best, key=lambda ij: (abs(thresholds[ij[0]] - 0.5), min_areas[ij[1]]))
     return float(thresholds[i]), int(min_areas[j]), float(table[i, j])
 
 
+def best_binarization(
+    truth: np.ndarray,
+    probs: np.ndarray,
+    thresholds: np.ndarray | None = None,
+    min_areas: np.ndarray | None = None,
+) -> tuple[float, int, float]:
+    """The threshold and minimum mask area that maximise the metric (see
+    :func:`binarization_table` for the arguments and :func:`best_cell` for ties)."""
+    return best_cell(*binarization_table(truth, probs, thresholds, min_areas))
+
+
 def best_threshold(
     truth: np.ndarray, probs: np.ndarray, thresholds: np.ndarray | None = None
 ) -> tuple[float, float]:
-    """The probability threshold that maximises the metric, and that metric.
+    """The probability threshold that maximises the metric, and that metric (no area rule).
 
     Args:
         truth: binary masks ``(N, H, W)``.
@@ -116,9 +134,5 @@ def best_threshold(
     Returns:
         ``(threshold, metric)``; ties go to the threshold closest to 0.5.
     """
-    if thresholds is None:
-        thresholds = np.round(np.arange(0.05, 0.951, 0.01), 2)
-    scores = np.array([competition_metric(truth, probs > t) for t in thresholds])
-    best = np.flatnonzero(scores >= scores.max() - 1e-12)
-    pick = best[np.argmin(np.abs(thresholds[best] - 0.5))]
-    return float(thresholds[pick]), float(scores[pick])
+    threshold, _, metric = best_binarization(truth, probs, thresholds, np.array([0]))
+    return threshold, metric

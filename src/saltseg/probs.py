@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from saltseg.data.kaggle import is_blank
 from saltseg.errors import InputError
 from saltseg.io import atomic_path
+from saltseg.metrics import remove_small
 
 SCALE = 255
 SHAPE_KEY = b"saltseg.shape"
@@ -86,7 +87,6 @@ def binarize(maps: np.ndarray, images: np.ndarray, cut: Cut | float) -> np.ndarr
     """``maps > cut`` as uint8 masks; blank tiles (one grey value), and tiles whose mask is
     smaller than the cut's ``min_area``, are empty."""
     cut = Cut.of(cut)
-    masks = (maps > cut.threshold).astype(np.uint8)
-    small = masks.reshape(len(masks), -1).sum(axis=1) < cut.min_area
-    masks[is_blank(images) | small] = 0
+    masks = remove_small(maps > cut.threshold, cut.min_area).astype(np.uint8)
+    masks[is_blank(images)] = 0
     return masks

@@ -70,7 +70,8 @@ def plot_oof_gallery(
     train = kaggle.load_train(data_dir, tile)
     maps_ids, maps = read_probs(oof_parquet)
     probs = align(oof_parquet, train.ids, maps_ids, maps)
-    pred = binarize(probs, train.images, threshold).astype(bool)
+    cut = Cut.of(threshold)
+    pred = binarize(probs, train.images, cut).astype(bool)
     truth = train.masks.astype(bool)
     scores = tile_scores(truth, pred)
     wrong = (truth != pred).reshape(len(truth), -1).sum(1)
@@ -82,8 +83,8 @@ def plot_oof_gallery(
         "n_tiles": len(train),
         "shown": len(shown),
         "mean_score": float(scores.mean()),
-        "threshold": Cut.of(threshold).threshold,
-        "min_area": Cut.of(threshold).min_area,
+        "threshold": cut.threshold,
+        "min_area": cut.min_area,
     }
     _draw_gallery(train, truth, pred, scores, shown, summary, out_png)
     if counts_json is not None:

@@ -14,7 +14,7 @@ from saltseg import probs as probs_io
 from saltseg.data import kaggle
 from saltseg.errors import InputError
 from saltseg.io import write_csv, write_json
-from saltseg.metrics import best_binarization, best_threshold, bucket_scores, competition_metric
+from saltseg.metrics import best_cell, binarization_table, bucket_scores, competition_metric
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def score_oof(train: kaggle.Tiles, oof: np.ndarray) -> dict[str, Any]:
     forced empty, as in the submission), the tuned metric per coverage bucket, and the best
     threshold without an area rule (``threshold_pixels``, for whole sections)."""
     oof = np.where(kaggle.is_blank(train.images)[:, None, None], 0.0, oof)
-    threshold, min_area, tuned = best_binarization(train.masks, oof)
+    thresholds, min_areas, table = binarization_table(train.masks, oof)  # min_areas[0] is 0
+    threshold, min_area, tuned = best_cell(thresholds, min_areas, table)
     cut = probs_io.Cut(threshold, min_area)
     return {
         "n_tiles": len(train),
@@ -61,7 +62,7 @@ def score_oof(train: kaggle.Tiles, oof: np.ndarray) -> dict[str, Any]:
         "min_area": min_area,
         "metric_tuned": tuned,
         # for maps without tiles (whole sections), where no area rule applies
-        "threshold_pixels": best_threshold(train.masks, oof)[0],
+        "threshold_pixels": best_cell(thresholds, min_areas[:1], table[:, :1])[0],
         "buckets": bucket_scores(train.masks, probs_io.binarize(oof, train.images, cut)),
     }
 
