@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from default_dag import machine  # noqa: E402  (bench/ is no package)
 
 FLIP = [{"name": "HorizontalFlip", "p": 0.5}]
+WIDE = [128, 64, 32, 16, 16]
 R10 = {"encoder_name": "resnet10t", "pretrained": "none", "decoder_channels": [64, 32, 16, 8, 8]}
 
 
@@ -106,6 +107,23 @@ def variants(budget: float) -> dict[str, dict]:
             two_phases(budget, **empty),
             pad_to=128,
             empty_head=True,
+        ),
+        "wide": unet(
+            "+ decoder twice as wide (128, 64, 32, 16, 16): as fast on 2 cores",
+            two_phases(budget, **empty),
+            **at64,
+            empty_head=True,
+            decoder_channels=WIDE,
+        ),
+        "wide_bs32": unet(
+            "+ batch 32, learning rates x4/3 (13% more images per second)",
+            [
+                phase(0.7 * budget, snapshots=0, batch_size=32, lr=0.004, **empty),
+                phase(0.3 * budget, loss="lovasz_symmetric", lr=0.0013, batch_size=32, **empty),
+            ],
+            **at64,
+            empty_head=True,
+            decoder_channels=WIDE,
         ),
         "base64_lovasz_ema_empty": unet(
             "+ EMA and the empty-tile head together",

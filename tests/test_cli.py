@@ -172,7 +172,7 @@ def test_an_unwritable_output_is_one_line_naming_it(synth_dir, tmp_path, capsys)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     out = blocker / "folds.csv"  # its folder cannot be made: a file stands there
-    assert main(["folds", "--data-dir", str(synth_dir), "--out", str(out)]) == 1
+    assert main(["folds", "--data-dir", str(synth_dir), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
     assert err.startswith(f"saltseg folds: error: {out}: could not write (")

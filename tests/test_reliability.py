@@ -402,7 +402,7 @@ def test_disk_full_while_writing_parquets_through_the_cli(synth_dir, folds_csv, 
     args += ["--oof", outs["oof"], "--test", outs["test"], "--cv", outs["cv"]]
 
     full = run_saltseg(*args, fsize=64 * 1024)  # the merged OOF maps need about 200 KB
-    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr[-2000:]
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-2000:]
     last = full.stderr.strip().splitlines()[-1]
     assert f"{outs['oof']}: could not write (File too large)" in last, full.stderr[-2000:]
     assert {k: p.read_bytes() for k, p in outs.items()} == before

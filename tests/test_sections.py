@@ -294,3 +294,40 @@ def test_threshold_resolution_names_the_option_and_warns_on_fallback(tmp_path, c
     assert warning.startswith("saltseg predict-section: warning:") and "\n" not in warning
     (tmp_path / "cv.json").write_text(json.dumps({"threshold": 0.7, "threshold_pixels": 0.45}))
     assert resolve_threshold("tuned", tmp_path) == (0.45, str(tmp_path / "cv.json"))
+
+
+def test_a_blend_folder_uses_its_members_weights_and_threshold(tmp_path, models):
+    """``--models results/blend``: the members of members.json, weighted, with the blend's cut."""
+    other = models.parent / "stage2" / "other"
+    (other / "fold0").mkdir(parents=True)
+    torch.manual_seed(7)
+    model = build_model("unet", 101, **TINY)
+    bundle = {"arch": "unet", "model": TINY, "tile": 101, "snapshots": [model.state_dict()]}
+    torch.save(bundle, other / "fold0" / "model.pt")
+    blend = models.parent / "blend"
+    blend.mkdir()
+    members = [{"models": str(models / "tiny"), "weight": 3.0}, {"models": str(other), "weight": 1}]
+    (blend / "members.json").write_text(json.dumps({"members": members}))
+    (blend / "cv.json").write_text(json.dumps({"threshold": 0.6, "threshold_pixels": 0.55}))
+    image = (np.random.default_rng(1).random((101, 101)) * 255).astype(np.uint8)
+    np.save(tmp_path / "tile.npy", image.astype(np.float32))
+
+    def predict(out, **kw):
+        predict_section(kw.pop("root", blend), tmp_path / "tile.npy", tmp_path / out, 101, **kw)
+        return np.load(tmp_path / out / "probability.npy"), tmp_path / out / "params.json"
+
+    mixed, params = predict("blend", runtime=CPU)
+    tiny, _ = predict("tiny", root=models, runtime=CPU, threshold="fixed")
+    alone, _ = predict("other", runtime=CPU, model_files=[other / "fold0" / "model.pt"])
+    np.testing.assert_allclose(mixed, 0.75 * tiny + 0.25 * alone, atol=1e-5)
+    info = json.loads(params.read_text())
+    assert info["threshold"] == 0.55 and info["threshold_source"] == str(blend / "cv.json")
+    assert len(info["models"]) == 3  # two folds of tiny, one of other
+
+    given, params = predict("given_cv", root=models, runtime=CPU, cv=blend / "cv.json")
+    assert json.loads(params.read_text())["threshold"] == 0.55
+    with pytest.raises(InputError, match="missing.json: expected a cv.json"):
+        predict("no_cv", runtime=CPU, cv=tmp_path / "missing.json")
+    (blend / "members.json").write_text(json.dumps({"members": [{"models": str(other / "x")}]}))
+    with pytest.raises(InputError, match="members.json: expected members with models and weight"):
+        predict("bad", runtime=CPU)

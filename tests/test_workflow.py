@@ -176,6 +176,12 @@ def test_a_configured_section_is_predicted_by_the_ensemble(workflow, repo):
     assert probability.dtype == np.float32 and 0 <= probability.min() <= probability.max() <= 1
     assert set(np.unique(mask)) <= {0, 1}
     assert (out / "overlay.png").stat().st_size > 0
+    params = json.loads((out / "params.json").read_text())  # the blend, as the submission
+    members = json.loads((workflow / "results/blend/members.json").read_text())["members"]
+    blend_cv = json.loads((workflow / "results/blend/cv.json").read_text())
+    assert params["threshold"] == blend_cv["threshold_pixels"]
+    assert params["threshold_source"] == "results/blend/cv.json"
+    assert {str(Path(m).parent.parent) for m in params["models"]} == {m["models"] for m in members}
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 
+from saltseg.errors import InputError
 from saltseg.io import WriteError
 
 
@@ -88,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ensemble", help="weighted average of several models' OOF and test maps")
     _combine_args(p)
     p.add_argument("--weights", nargs="+", type=float, help="one per model (default: equal)")
+    p.add_argument("--members", help="out: members.json, each member's folder and weight")
 
     p = sub.add_parser("mosaic", help="assemble all tiles into mosaics from their pixels")
     p.add_argument("--data-dir", required=True)
@@ -170,7 +172,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict-section", help="predict a whole section/volume (SEG-Y, npy, png)")
     _runtime_args(p)
-    p.add_argument("--models", required=True, help="directory of trained model.pt files")
+    p.add_argument(
+        "--models",
+        required=True,
+        help="results/blend (the blend's members and weights), a stage or a model directory",
+    )
     p.add_argument("--model-files", nargs="*", help="use only these model.pt files")
     p.add_argument("--input", required=True, help=".sgy/.segy, .npy, .png or .tif")
     p.add_argument("--out", required=True, help="output directory")
@@ -178,6 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--tta", default="none,hflip", help="comma-separated: none, hflip")
     p.add_argument("--threshold", default="tuned", help="tuned, fixed (0.5) or a number")
+    p.add_argument("--cv", help="the cv.json whose tuned threshold to use (default: found)")
     p.add_argument("--axis", choices=["inline", "crossline"], default="inline")
 
     p = sub.add_parser("model-summary", help="one JSON line: size, geometry, output, CPU time")
@@ -291,6 +298,7 @@ def run(args: argparse.Namespace) -> None:
             args.oof,
             args.test,
             args.cv,
+            args.members,
         )
     elif args.command == "mosaic":
         steps.mosaic(args.data_dir, args.tile_size, args.tiles, args.pairs, args.png_dir, args.draw)
@@ -326,9 +334,6 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "predict-section":
         from saltseg.sections import predict_section
 
-        threshold = args.threshold
-        if threshold not in ("tuned", "fixed"):
-            threshold = float(threshold)
         with claim_gpu(_gpu_slots(args.device)):
             predict_section(
                 args.models,
@@ -337,10 +342,11 @@ def run(args: argparse.Namespace) -> None:
                 args.stride,
                 args.batch_size,
                 tuple(args.tta.split(",")),
-                threshold,
+                args.threshold,
                 args.axis,
                 _runtime(args),
                 model_files=args.model_files or None,
+                cv=args.cv,
             )
     elif args.command.startswith("plot-"):
         _plot(args)
@@ -386,18 +392,15 @@ def _plot(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: bad input ends with one line on stderr and exit status 2, a failed write
-    (disk full) with one line and status 1."""
+    """Entry point: bad input, or an output that cannot be written, ends with one line on stderr
+    and exit status 2; anything else is a bug and shows its traceback."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         run(args)
-    except ValueError as err:  # InputError and config errors: one line, no traceback
+    except (InputError, WriteError) as err:  # one line naming the file/field, no traceback
         print(f"saltseg {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except WriteError as err:  # disk full or a file size limit: the old output is kept
-        print(f"saltseg {args.command}: error: {err}", file=sys.stderr)
-        return 1
     return 0
 
 

@@ -24,6 +24,42 @@ SCALE = 255
 SHAPE_KEY = b"saltseg.shape"
 
 
+def write_maps(
+    path: str | Path, ids: list[str], column: str, maps: np.ndarray, extra: dict | None = None
+) -> None:
+    """Write ``uint8`` maps ``(N, H, W)`` as ``id`` + ``column`` (+ ``extra`` columns), atomically.
+
+    The one codec of saltseg's per-tile parquets (probabilities here, pseudo-label masks in
+    :mod:`saltseg.pseudo`): a fixed-size list per tile, the shape in the schema metadata.
+    """
+    _, h, w = maps.shape
+    flat = pa.FixedSizeListArray.from_arrays(pa.array(maps.reshape(-1), pa.uint8()), h * w)
+    columns = {"id": pa.array(ids, pa.string()), column: flat, **(extra or {})}
+    table = pa.table(columns).replace_schema_metadata({SHAPE_KEY: f"{h},{w}".encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_maps(path: str | Path, columns: list[str], what: str) -> tuple[pa.Table, np.ndarray]:
+    """Read a :func:`write_maps` file with exactly ``columns`` (``id`` and the map first).
+
+    Returns the table and the maps ``(N, H, W) uint8`` (a writable copy).
+
+    Raises:
+        InputError: not a parquet, or not ``what`` (other columns, no shape metadata).
+    """
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise InputError(path, f"expected a saltseg {what} parquet ({err})") from None
+    meta = table.schema.metadata or {}
+    if table.column_names != columns or SHAPE_KEY not in meta:
+        raise InputError(path, f"expected columns {', '.join(columns)} and saltseg.shape metadata")
+    h, w = (int(v) for v in meta[SHAPE_KEY].decode().split(","))
+    flat = table.column(columns[1]).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return table, flat.reshape(-1, h, w).copy()  # writable: torch warns on read-only arrays
+
+
 def write_probs(path: str | Path, ids: list[str], probs: np.ndarray) -> None:
     """Write probabilities ``(N, H, W)`` in [0, 1] for ``ids``, atomically.
 
@@ -35,29 +71,13 @@ def write_probs(path: str | Path, ids: list[str], probs: np.ndarray) -> None:
         raise InputError(path, f"expected {len(ids)} maps of shape (H, W), got {probs.shape}")
     if not np.isfinite(probs).all() or probs.min(initial=0) < 0 or probs.max(initial=0) > 1:
         raise InputError(path, "expected finite probabilities in [0, 1] (the model produced NaN?)")
-    n, h, w = probs.shape
-    codes = np.rint(probs * SCALE).astype(np.uint8).reshape(-1)
-    column = pa.FixedSizeListArray.from_arrays(pa.array(codes, pa.uint8()), h * w)
-    table = pa.table({"id": pa.array(ids, pa.string()), "prob": column})
-    table = table.replace_schema_metadata({SHAPE_KEY: f"{h},{w}".encode()})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    write_maps(path, ids, "prob", np.rint(probs * SCALE).astype(np.uint8))
 
 
 def read_probs(path: str | Path) -> tuple[list[str], np.ndarray]:
     """Read ``(ids, probs)`` with probs ``(N, H, W) float32`` in [0, 1]."""
-    path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as err:
-        raise InputError(path, f"expected a saltseg probability parquet ({err})") from None
-    meta = table.schema.metadata or {}
-    if table.column_names != ["id", "prob"] or SHAPE_KEY not in meta:
-        raise InputError(path, "expected columns id, prob and saltseg.shape metadata")
-    h, w = (int(v) for v in meta[SHAPE_KEY].decode().split(","))
-    codes = table.column("prob").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    probs = codes.reshape(-1, h, w).astype(np.float32) / SCALE
-    return table.column("id").to_pylist(), probs
+    table, codes = read_maps(path, ["id", "prob"], "probability")
+    return table.column("id").to_pylist(), codes.astype(np.float32) / SCALE
 
 
 def align(path: str | Path, ids: list[str], maps_ids: list[str], maps: np.ndarray) -> np.ndarray:

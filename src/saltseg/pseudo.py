@@ -9,7 +9,7 @@ Confidence of a tile is the share of its pixels whose probability is decisive (`
   mask size and each bucket dealt evenly into the folds, after dropping half of the empty tiles.
 
 On disk (one row per tile): ``id``, ``mask`` (fixed-size list of uint8 0/1, row-major, shape in
-the schema metadata as for probability files), ``confidence`` and ``fold``.
+the schema metadata: :func:`saltseg.probs.write_maps`), ``confidence`` and ``fold``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from saltseg.errors import InputError
-from saltseg.io import atomic_path
-from saltseg.probs import SHAPE_KEY
+from saltseg.probs import read_maps, write_maps
 
 SMALL_MASK = (20, 500)
 SIZE_BUCKETS = (0, 1, 20, 500, 2000, 5000, 10_000)
@@ -74,32 +71,14 @@ def select_phalanx(
 
 def write_pseudo(path: str | Path, ids: list[str], masks: np.ndarray, table: pd.DataFrame) -> None:
     """Write the selected tiles' masks with their confidence and fold, atomically."""
-    n, h, w = masks.shape
-    column = pa.FixedSizeListArray.from_arrays(
-        pa.array(masks.astype(np.uint8).reshape(-1), pa.uint8()), h * w
-    )
-    out = pa.table(
-        {
-            "id": pa.array(ids, pa.string()),
-            "mask": column,
-            "confidence": pa.array(table["confidence"].to_numpy(float)),
-            "fold": pa.array(table["fold"].to_numpy(np.int64)),
-        }
-    ).replace_schema_metadata({SHAPE_KEY: f"{h},{w}".encode()})
-    with atomic_path(path) as tmp:
-        pq.write_table(out, tmp, compression="zstd")
+    extra = {
+        "confidence": pa.array(table["confidence"].to_numpy(float)),
+        "fold": pa.array(table["fold"].to_numpy(np.int64)),
+    }
+    write_maps(path, ids, "mask", masks.astype(np.uint8), extra)
 
 
 def read_pseudo(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
     """``(table with id, confidence, fold; masks (N, H, W) uint8)``."""
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as err:
-        raise InputError(path, f"expected a saltseg pseudo-label parquet ({err})") from None
-    meta = table.schema.metadata or {}
-    if table.column_names != ["id", "mask", "confidence", "fold"] or SHAPE_KEY not in meta:
-        raise InputError(path, "expected columns id, mask, confidence, fold and shape metadata")
-    h, w = (int(v) for v in meta[SHAPE_KEY].decode().split(","))
-    flat = table.column("mask").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    frame = table.select(["id", "confidence", "fold"]).to_pandas()
-    return frame, flat.reshape(-1, h, w).copy()  # writable: torch warns on read-only arrays
+    table, masks = read_maps(path, ["id", "mask", "confidence", "fold"], "pseudo-label")
+    return table.select(["id", "confidence", "fold"]).to_pandas(), masks

@@ -1,6 +1,7 @@
 # The blend: a weighted average of chosen models of the stages that run (config `blend`),
 # each already averaged over folds, snapshots and flip TTA; scored on OOF at 0.5 and tuned,
-# blank tiles forced empty.
+# blank tiles forced empty. members.json lets `saltseg predict-section --models results/blend`
+# use the same members and weights.
 
 
 rule blend:
@@ -12,6 +13,7 @@ rule blend:
         oof="results/blend/oof.parquet",
         test="results/blend/test.parquet",
         cv="results/blend/cv.json",
+        members="results/blend/members.json",
     log:
         "results/logs/blend/blend.log",
     benchmark:
@@ -24,4 +26,5 @@ rule blend:
     shell:
         "python -m saltseg ensemble --data-dir {input.data} --tile-size {params.tile}"
         " --oof-parts {input.oof} --test-parts {input.test} --weights {params.weights}"
-        " --oof {output.oof} --test {output.test} --cv {output.cv} > {log} 2>&1"
+        " --oof {output.oof} --test {output.test} --cv {output.cv}"
+        " --members {output.members} > {log} 2>&1"

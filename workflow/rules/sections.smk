@@ -1,12 +1,13 @@
 rule predict_section:
     input:
         section=lambda wildcards: config["sections"]["inputs"][wildcards.name],
-        models=expand(
-            "results/stage1/{model}/fold{fold}/model.pt",
-            model=STAGES["stage1"],
-            fold=FOLDS,
-        ),
-        cv="results/stage1/ensemble/cv.json",
+        models=[
+            f"results/{stage}/{model}/fold{fold}/model.pt"
+            for stage, model, _ in BLEND
+            for fold in FOLDS
+        ],
+        members="results/blend/members.json",
+        cv="results/blend/cv.json",
     output:
         directory("results/sections/{name}"),
     log:
@@ -20,15 +21,14 @@ rule predict_section:
         gpu=1,
         batch_size=PREDICT_BATCH,
     params:
-        models_dir=lambda wildcards, input: str(Path(input.cv).parent.parent),
+        blend=lambda wildcards, input: Path(input.members).parent,
         stride=config["sections"]["stride"],
         axis=config["sections"]["axis"],
         tta=",".join(config["predict"]["tta"]),
         numerics=NUMERICS,
         threshold=config["submission"]["threshold"],
     shell:
-        "python -m saltseg predict-section --models {params.models_dir}"
-        " --model-files {input.models}"
+        "python -m saltseg predict-section --models {params.blend} --cv {input.cv}"
         " --input {input.section} --out {output} --stride {params.stride}"
         " --axis {params.axis} --batch-size {resources.batch_size}"
         " --tta {params.tta} --threshold {params.threshold} --device {params.numerics[device]}"

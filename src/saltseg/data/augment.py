@@ -6,6 +6,8 @@ from typing import Any
 
 import albumentations as A
 
+from saltseg.errors import InputError
+
 
 def build_augment(spec: list[dict[str, Any]]) -> A.Compose | None:
     """``[{"name": "HorizontalFlip", "p": 0.5}, ...]`` → ``A.Compose``; ``[]`` → None.
@@ -19,9 +21,9 @@ def build_augment(spec: list[dict[str, Any]]) -> A.Compose | None:
         name = item.pop("name", None)
         cls = getattr(A, str(name), None)
         if not isinstance(cls, type) or not issubclass(cls, A.BasicTransform):
-            raise ValueError(f"augment: {name!r} is not an albumentations transform")
+            raise InputError("augment", f"{name!r} is not an albumentations transform")
         try:
             transforms.append(cls(**item))
         except (TypeError, ValueError) as err:
-            raise ValueError(f"augment: {name}: {err}".splitlines()[0]) from None
+            raise InputError("augment", f"{name}: {err}".splitlines()[0]) from None
     return A.Compose(transforms) if transforms else None

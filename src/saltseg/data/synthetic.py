@@ -16,6 +16,7 @@ import pandas as pd
 
 from saltseg import rle
 from saltseg.data.images import write_png
+from saltseg.errors import InputError
 from saltseg.io import atomic_dir, write_csv
 
 SALT_TEXTURE = 0.45  # amplitude of the salt interior, relative to the sediment reflectors
@@ -115,7 +116,7 @@ def _check(name: str, value: float, low: float, high: float, integer: bool = Tru
     kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
         what = "an integer" if integer else "a number"
-        raise ValueError(f"{name}: expected {what} in [{low}, {high}], got {value!r}")
+        raise InputError(f"{name}", f"expected {what} in [{low}, {high}], got {value!r}")
 
 
 def draw_section(
@@ -235,7 +236,7 @@ def generate(
     _check("blank_fraction", blank_fraction, 0.0, 0.5, integer=False)
     total = sections * rows * cols
     if total < 2:
-        raise ValueError(f"sections*rows*cols: expected at least 2 tiles to split, got {total}")
+        raise InputError("sections*rows*cols", f"expected at least 2 tiles to split, got {total}")
 
     rng = np.random.default_rng(seed)
     drawn = [draw_section(rng, rows, cols, tile) for _ in range(sections)]

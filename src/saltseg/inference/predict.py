@@ -35,7 +35,7 @@ def predict_probs(
     """
     unknown = set(tta) - set(TTA)
     if unknown:
-        raise ValueError(f"tta: expected names from {', '.join(TTA)}, got {sorted(unknown)}")
+        raise InputError("tta", f"expected names from {', '.join(TTA)}, got {sorted(unknown)}")
     model.eval()
     out = np.empty(images.shape, dtype=np.float32)
     for start in range(0, len(images), batch_size):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from saltseg.errors import InputError
 from saltseg.losses.bce_dice import bce_dice_loss, dice_loss
 from saltseg.losses.deep_supervision import deep_supervision_loss
 from saltseg.losses.empty import with_empty_head
@@ -49,9 +50,9 @@ def build_loss(name: str, empty_weight: float = 0.0) -> Loss:
     An unknown name lists the valid ones.
     """
     if name not in LOSSES:
-        raise ValueError(f"loss: expected one of {', '.join(sorted(LOSSES))}, got {name!r}")
+        raise InputError("loss", f"expected one of {', '.join(sorted(LOSSES))}, got {name!r}")
     if empty_weight <= 0:
         return LOSSES[name]
     if name.startswith("deep_supervision"):
-        raise ValueError(f"empty_weight: {name} already weighs its own empty head; set 0")
+        raise InputError("empty_weight", f"{name} already weighs its own empty head; set 0")
     return with_empty_head(LOSSES[name], empty_weight)

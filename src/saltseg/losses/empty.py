@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from saltseg.errors import InputError
+
 
 def empty_target(target: torch.Tensor) -> torch.Tensor:
     """``(B, 1, H, W)`` masks → ``(B,)`` floats: 1 where the tile holds no salt pixel."""
@@ -30,7 +32,7 @@ def with_empty_head(
         if not isinstance(output, dict):
             return loss(output, target)
         if "empty_logit" not in output:
-            raise ValueError("empty_weight: the model has no empty head (set model.empty_head)")
+            raise InputError("empty_weight", "the model has no empty head (set model.empty_head)")
         return loss(output, target) + weight * empty_loss(output["empty_logit"], target)
 
     return combined

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from saltseg.errors import InputError
+
 ACTIVATIONS = ("relu", "elu")
 
 
@@ -37,8 +39,8 @@ def lovasz_hinge_per_image(
         ``(B,)`` losses.
     """
     if activation not in ACTIVATIONS:
-        raise ValueError(
-            f"activation: expected one of {', '.join(ACTIVATIONS)}, got {activation!r}"
+        raise InputError(
+            "activation", f"expected one of {', '.join(ACTIVATIONS)}, got {activation!r}"
         )
     logits, labels = logits.float().flatten(1), target.float().flatten(1)
     errors = 1 - logits * (2 * labels - 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from saltseg.errors import InputError
 from saltseg.models.blocks import LastStage
 from saltseg.models.centers import NoCenter
 from saltseg.models.geometry import Geometry
@@ -49,7 +50,7 @@ class SegmentationModel(nn.Module):
         self.center = center if center is not None else NoCenter(encoder.out_channels[-1])
         self.fuse = fuse if fuse is not None else LastStage(decoder.stage_channels)
         if deep_supervision is not None and classifier is not None:
-            raise ValueError("model: deep_supervision has its own empty head; drop empty_head")
+            raise InputError("model", "deep_supervision has its own empty head; drop empty_head")
         self.deep_supervision, self.classifier = deep_supervision, classifier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict:

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saltseg.errors import InputError
+
 
 def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """Bilinear resize to ``size`` (a no-op when ``x`` already has it)."""
@@ -68,7 +70,7 @@ class GCN(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 7) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"gcn_kernel: expected an odd size >= 1, got {kernel_size}")
+            raise InputError("gcn_kernel", f"expected an odd size >= 1, got {kernel_size}")
         k, p = kernel_size, kernel_size // 2
         self.left = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, (k, 1), padding=(p, 0)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from saltseg.errors import InputError
 from saltseg.models.blocks import FPA, GCN, ConvBnRelu
 
 
@@ -52,4 +53,4 @@ def build_center(name: str, in_channels: int, out_channels: int, gcn_kernel: int
         return FPA(in_channels, out_channels)
     if name == "gcn":
         return ConvGcnCenter(in_channels, out_channels, gcn_kernel)
-    raise ValueError(f"center: expected one of {', '.join(CENTERS)}, got {name!r}")
+    raise InputError("center", f"expected one of {', '.join(CENTERS)}, got {name!r}")

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saltseg.errors import InputError
 from saltseg.models.blocks import GAU, SCSE, ConvBnRelu
 
 UPSAMPLES = ("nearest", "bilinear", "transpose")
@@ -152,12 +153,12 @@ class GauDecoder(nn.Module):
 
 def _check(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+        raise InputError(f"{name}", f"expected one of {', '.join(choices)}, got {value!r}")
 
 
 def _check_count(decoder_channels: list[int], expected: int) -> None:
     if len(decoder_channels) != expected:
-        raise ValueError(
-            f"decoder_channels: expected {expected} values for this encoder, "
-            f"got {len(decoder_channels)}"
+        raise InputError(
+            "decoder_channels",
+            f"expected {expected} values for this encoder, got {len(decoder_channels)}",
         )

@@ -18,6 +18,7 @@ import timm
 import torch
 from torch import nn
 
+from saltseg.errors import InputError
 from saltseg.models.weights import create_timm
 
 STEMS = ("default", "stride1")
@@ -48,9 +49,9 @@ class TimmEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if encoder_name not in timm.list_models():
-            raise ValueError(f"encoder_name: unknown timm model {encoder_name!r}")
+            raise InputError("encoder_name", f"unknown timm model {encoder_name!r}")
         if stem not in STEMS:
-            raise ValueError(f"stem: expected one of {', '.join(STEMS)}, got {stem!r}")
+            raise InputError("stem", f"expected one of {', '.join(STEMS)}, got {stem!r}")
         kwargs = {
             "features_only": True,
             "in_chans": in_channels,
@@ -99,14 +100,16 @@ def stride1_stem(model: nn.Module, name: str = "encoder") -> None:
     ]
     pool_name = pools[0] if pools else None
     if pool_name is None:
-        raise ValueError(
-            f"stem: 'stride1' needs a max-pool after the stem (ResNet family); {name} has none "
-            "(use a ResNet-family encoder or stem: default)"
+        raise InputError(
+            "stem",
+            f"'stride1' needs a max-pool after the stem (ResNet family); {name} has none "
+            "(use a ResNet-family encoder or stem: default)",
         )
     if _pair(conv.stride) != (2, 2):
-        raise ValueError(
-            f"stem: 'stride1' needs a stride-2 first convolution; {name}'s has stride "
-            f"{conv.stride} (use a ResNet-family encoder or stem: default)"
+        raise InputError(
+            "stem",
+            f"'stride1' needs a stride-2 first convolution; {name}'s has stride "
+            f"{conv.stride} (use a ResNet-family encoder or stem: default)",
         )
     _set_module(model, conv_name, _stride1_conv(conv))
     _set_module(model, pool_name, nn.Identity())

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saltseg.errors import InputError
+
 
 class Geometry(nn.Module):
     """Resize a tile to ``resize_to``, then reflect-pad it to ``pad_to``; invert both on the output.
@@ -24,18 +26,19 @@ class Geometry(nn.Module):
     def __init__(self, tile: int, resize_to: int, pad_to: int, stride: int = 32) -> None:
         super().__init__()
         if resize_to < 1 or pad_to < resize_to:
-            raise ValueError(
-                f"geometry: expected 1 <= resize_to <= pad_to, got {resize_to}, {pad_to}"
+            raise InputError(
+                "geometry", f"expected 1 <= resize_to <= pad_to, got {resize_to}, {pad_to}"
             )
         if pad_to % stride:
             suggestion = -(-pad_to // stride) * stride
-            raise ValueError(
-                f"geometry.pad_to: expected a multiple of the encoder stride {stride}, got {pad_to}"
-                f" (try {suggestion})"
+            raise InputError(
+                "geometry.pad_to",
+                f"expected a multiple of the encoder stride {stride}, got {pad_to}"
+                f" (try {suggestion})",
             )
         if pad_to - resize_to >= resize_to:
-            raise ValueError(
-                f"geometry.pad_to: reflect padding needs pad_to < 2 * resize_to ({pad_to})"
+            raise InputError(
+                "geometry.pad_to", f"reflect padding needs pad_to < 2 * resize_to ({pad_to})"
             )
         self.tile, self.resize_to, self.pad_to = tile, resize_to, pad_to
         total = pad_to - resize_to

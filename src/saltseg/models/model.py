@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from saltseg.errors import InputError
 from saltseg.models.base import SegmentationModel
 from saltseg.models.presets import PRESETS, preset
 
@@ -16,7 +17,9 @@ ARCHITECTURES: dict[str, Callable[..., SegmentationModel]] = {
 def build_model(arch: str, tile: int, **kwargs: Any) -> SegmentationModel:
     """Build ``ARCHITECTURES[arch]`` for ``tile``-sized inputs from config keyword arguments."""
     if arch not in ARCHITECTURES:
-        raise ValueError(f"arch: expected one of {', '.join(sorted(ARCHITECTURES))}, got {arch!r}")
+        raise InputError(
+            "arch", f"expected one of {', '.join(sorted(ARCHITECTURES))}, got {arch!r}"
+        )
     return ARCHITECTURES[arch](tile=tile, **kwargs)
 
 

@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from saltseg.errors import InputError
 from saltseg.models.base import SegmentationModel
 from saltseg.models.blocks import Hypercolumn, LastStage
 from saltseg.models.centers import build_center
@@ -71,7 +72,7 @@ def assemble(
         A :class:`SegmentationModel` mapping ``(B, in_channels, tile, tile)`` to tile logits.
     """
     if decoder not in DECODERS:
-        raise ValueError(f"decoder: expected one of {', '.join(DECODERS)}, got {decoder!r}")
+        raise InputError("decoder", f"expected one of {', '.join(DECODERS)}, got {decoder!r}")
     encoder = TimmEncoder(encoder_name, in_channels, pretrained, stem=stem)
     resize_to = resize_to or tile
     geometry = Geometry(tile, resize_to, pad_to or resize_to, encoder.output_stride)
@@ -161,9 +162,10 @@ def preset(name: str) -> Callable[..., SegmentationModel]:
     def build(*, tile: int, **kwargs: Any) -> SegmentationModel:
         unknown = sorted(set(kwargs) - set(KEYWORDS))
         if unknown:
-            raise ValueError(
-                f"model: unknown keyword(s) {', '.join(unknown)} for {name}; expected names from "
-                f"{', '.join(k for k in KEYWORDS if k != 'tile')}"
+            raise InputError(
+                "model",
+                f"unknown keyword(s) {', '.join(unknown)} for {name}; expected names from "
+                f"{', '.join(k for k in KEYWORDS if k != 'tile')}",
             )
         return assemble(tile=tile, **{**defaults, **kwargs})
 

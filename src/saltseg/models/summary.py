@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from saltseg.errors import InputError
 from saltseg.models.model import build_model
 
 
@@ -34,7 +35,7 @@ def model_summary(
         "output_stride", "input_shape", "output_shape", "forward_ms", "threads"}``, JSON-ready.
     """
     if repeats < 1:
-        raise ValueError(f"repeats: expected at least 1, got {repeats}")
+        raise InputError("repeats", f"expected at least 1, got {repeats}")
     model = build_model(preset, tile, **overrides).eval()
     x = torch.randn(batch, model.encoder.in_channels, tile, tile)
     times, previous = [], torch.get_num_threads()

@@ -75,9 +75,9 @@ def fit_predictor(
         (order,) float32 coefficients, the first for the pixel nearest the predicted one.
     """
     if kind not in KINDS:
-        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+        raise InputError("kind", f"expected one of {KINDS}, got {kind!r}")
     if order < 1:
-        raise ValueError(f"order: expected at least 1 pixel, got {order}")
+        raise InputError("order", f"expected at least 1 pixel, got {order}")
     fallback = np.zeros(order, np.float32)
     fallback[:2] = (2.0, -1.0)[:order]
     x = check_images(images)
@@ -142,7 +142,7 @@ def seam_features(
     """
     images = check_images(images)
     if len(coef) >= min(images.shape[1:]):
-        raise ValueError(f"order: expected fewer rows ({len(coef)}) than the tile's side")
+        raise InputError("order", f"expected fewer rows ({len(coef)}) than the tile's side")
     blank = is_blank(images)
     sides = []
     for rows in _strips(images, kind, len(coef)):
@@ -250,7 +250,7 @@ class SeamIndex:
 def seam_index(images: np.ndarray, kind: str, params: AssemblyParams) -> SeamIndex:
     """Fit the predictor, build the seam features and their nearest neighbours for ``kind``."""
     if params.k < 2:
-        raise ValueError(f"k: expected at least 2 neighbours (best and second), got {params.k}")
+        raise InputError("k", f"expected at least 2 neighbours (best and second), got {params.k}")
     coef = fit_predictor(images, kind, params.order)
     feats = seam_features(images, kind, coef, params.min_border_std)
     return SeamIndex(feats, *nearest(feats, params.k, params.block))

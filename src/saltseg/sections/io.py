@@ -133,7 +133,7 @@ def open_section(
     """
     path = Path(path)
     if axis not in AXES:
-        raise ValueError(f"axis: expected one of {', '.join(AXES)}, got {axis!r}")
+        raise InputError("axis", f"expected one of {', '.join(AXES)}, got {axis!r}")
     if not path.is_file():
         raise InputError(path, "expected an existing input file")
     suffix = path.suffix.lower()

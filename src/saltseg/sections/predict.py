@@ -1,14 +1,16 @@
 """Predict salt on whole sections and volumes with the trained ensemble, slice by slice.
 
-Ensemble: every ``model.pt`` under the models directory (or the files given). Snapshots of a fold
-are averaged, then the folds of a model (``<models>/<model>/fold<k>/model.pt``), then the models,
-with equal weights (the stage-1 ensemble's averaging).
+Ensemble: for a blend's folder (``results/blend``, holding ``members.json``), the blend's members
+with the blend's weights, as in the submission; otherwise every ``model.pt`` under the models
+directory (or the files given), with equal weights per model (the stage ensemble's averaging).
+Snapshots of a fold are averaged, then the folds of a model
+(``<models>/<model>/fold<k>/model.pt``), then the models.
 
 Threshold: ``"tuned"`` (default) takes ``threshold_pixels`` (the OOF-tuned threshold without the
-tiles' minimum-area rule, which has no meaning on a section) from the first of
-``<models>/ensemble/cv.json`` and ``<models>/cv.json`` that exists and falls back to 0.5 when
-neither does; ``"fixed"`` is 0.5 (the winners' choice); a number is used as given.
-``params.json`` records which one was used.
+tiles' minimum-area rule, which has no meaning on a section) from ``cv`` when given, else from
+the first of ``<models>/ensemble/cv.json`` and ``<models>/cv.json`` that exists, and falls back
+to 0.5 with a warning when neither does; ``"fixed"`` is 0.5 (the winners' choice); a number is
+used as given. ``params.json`` records which one was used.
 
 Outputs in ``out_dir`` (written in a temporary directory, renamed when complete):
 ``probability.npy`` (float32) and ``mask.npy`` (uint8 0/1) of the input's shape;
@@ -40,12 +42,14 @@ DEFAULT_STRIDE = 50  # about half a 101-pixel tile: every pixel is seen by about
 
 
 class Ensemble:
-    """The mean of all models under ``models_dir``; call it on ``(N, tile, tile) uint8`` tiles.
+    """The weighted mean of the models of ``models_dir``, called on ``(N, tile, tile) uint8`` tiles.
 
-    ``model_files``, when given, are used instead of every ``model.pt`` under ``models_dir``.
+    A ``models_dir`` with a ``members.json`` (a blend) uses its members and weights; otherwise
+    every ``model.pt`` under ``models_dir`` (or ``model_files``, when given) counts, with one
+    equal weight per model directory.
 
     Raises:
-        InputError: no ``model.pt`` under ``models_dir``, or models with different tile sizes.
+        InputError: no ``model.pt`` found, or models with different tile sizes.
     """
 
     def __init__(
@@ -57,20 +61,28 @@ class Ensemble:
     ) -> None:
         unknown = set(tta) - set(TTA)
         if unknown:
-            raise ValueError(f"tta: expected names from {', '.join(TTA)}, got {sorted(unknown)}")
+            raise InputError("tta", f"expected names from {', '.join(TTA)}, got {sorted(unknown)}")
         root = Path(models_dir)
+        weights = _member_weights(root) if model_files is None else {}
         if model_files is not None:
             self.paths = [Path(p) for p in model_files]
             for path in self.paths:
                 if not path.is_file():
                     raise InputError(path, "expected a trained model.pt, found none")
+        elif weights:
+            self.paths = [p for member in weights for p in sorted(member.glob("fold*/model.pt"))]
         else:
             self.paths = sorted(root.rglob("model.pt")) if root.is_dir() else []
         if not self.paths:
             raise InputError(root, "expected trained models (model.pt) under it, found none")
-        self.groups: dict[str, list] = defaultdict(list)
+        self.groups: dict[Path, list] = defaultdict(list)
         for path in self.paths:  # <model>/fold<k>/model.pt: group the folds of each model
-            self.groups[str(path.parent.parent)].append(load_snapshots(path, runtime))
+            self.groups[path.parent.parent].append(load_snapshots(path, runtime))
+        missing = set(weights) - set(self.groups)
+        if missing:
+            raise InputError(root / MEMBERS, f"expected trained folds under {sorted(missing)[0]}")
+        total = sum(weights.values()) if weights else len(self.groups)
+        self.weights = {g: weights.get(g, 1.0) / total for g in self.groups}
         tiles = {m[0].geometry.tile for folds in self.groups.values() for m in folds}
         if len(tiles) != 1:
             raise InputError(root, f"expected models of one tile size, got {sorted(tiles)}")
@@ -79,8 +91,8 @@ class Ensemble:
 
     def __call__(self, tiles: np.ndarray, batch_size: int = 64) -> np.ndarray:
         total = np.zeros(tiles.shape, dtype=np.float32)
-        for folds in self.groups.values():
-            weight = 1 / (len(folds) * len(self.groups))
+        for group, folds in self.groups.items():
+            weight = self.weights[group] / len(folds)
             for snapshots in folds:
                 total += weight * predict_ensemble(
                     snapshots, tiles, self.runtime, batch_size, self.tta
@@ -88,15 +100,50 @@ class Ensemble:
         return np.clip(total, 0, 1)
 
 
-def resolve_threshold(threshold: float | str, models_dir: str | Path) -> tuple[float, str]:
-    """``(value, source)`` for ``tuned``, ``fixed`` or a number (see the module doc)."""
+MEMBERS = "members.json"
+
+
+def _member_weights(models_dir: Path) -> dict[Path, float]:
+    """``{member directory: weight}`` from a blend's ``members.json``; empty when there is none.
+
+    Member directories are as the blend wrote them (relative to the workflow's directory); a
+    relative one that does not exist from here is looked up next to the blend folder's parent.
+    """
+    path = models_dir / MEMBERS
+    if not path.is_file():
+        return {}
+    try:
+        members = json.loads(path.read_text())["members"]
+        pairs = [(Path(m["models"]), float(m["weight"])) for m in members]
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(path, f"expected members with models and weight ({err})") from None
+    if not pairs or any(w < 0 for _, w in pairs) or sum(w for _, w in pairs) <= 0:
+        raise InputError(path, "expected at least one member and non-negative weights")
+    base = models_dir.parent.parent  # results/blend -> the workflow's directory
+    return {(d if d.is_absolute() or d.is_dir() else base / d): w for d, w in pairs}
+
+
+def resolve_threshold(
+    threshold: float | str, models_dir: str | Path, cv: str | Path | None = None
+) -> tuple[float, str]:
+    """``(value, source)`` for ``tuned``, ``fixed`` or a number (see the module doc).
+
+    Raises:
+        InputError: a threshold that is none of these, or a given ``cv`` that is missing.
+    """
     if threshold == "fixed":
         return 0.5, "fixed"
     if threshold == "tuned":
-        for cv in (Path(models_dir) / "ensemble" / "cv.json", Path(models_dir) / "cv.json"):
-            if cv.is_file():
-                scores = json.loads(cv.read_text())
-                return float(scores.get("threshold_pixels", scores["threshold"])), str(cv)
+        if cv is not None and not Path(cv).is_file():
+            raise InputError(cv, "expected a cv.json with a tuned threshold (--cv)")
+        candidates = [Path(models_dir) / "ensemble" / "cv.json", Path(models_dir) / "cv.json"]
+        for path in [Path(cv)] if cv is not None else candidates:
+            if path.is_file():
+                try:
+                    scores = json.loads(path.read_text())
+                    return float(scores.get("threshold_pixels", scores["threshold"])), str(path)
+                except (ValueError, KeyError, TypeError):
+                    raise InputError(path, "expected a cv.json with a threshold") from None
         print(
             f"saltseg predict-section: warning: {models_dir}: no cv.json, so no tuned threshold;"
             " using 0.5",
@@ -126,11 +173,13 @@ def predict_section(
     runtime: Runtime | None = None,
     percentiles: tuple[float, float] = PERCENTILES,
     model_files: list[str | Path] | None = None,
+    cv: str | Path | None = None,
 ) -> dict[str, Any]:
     """Predict salt probability and mask for a section or volume; write them to ``out_dir``.
 
     Args:
-        models_dir: a directory with trained ``model.pt`` files (e.g. ``results/stage1``).
+        models_dir: ``results/blend`` (the blend's members and weights), or a directory with
+            trained ``model.pt`` files (e.g. ``results/stage1``).
         input_path: a SEG-Y, ``.npy``, PNG or TIFF file (see :mod:`saltseg.sections.io`).
         out_dir: the output directory (replaced as a whole when complete).
         stride: step between the overlapping tiles, 1..tile.
@@ -142,6 +191,7 @@ def predict_section(
         percentiles: the amplitudes mapped onto 0 and 255.
         model_files: use these ``model.pt`` files, not every one under ``models_dir`` (a workflow
             passes the configured models' folds, so stale model directories are left out).
+        cv: the ``cv.json`` whose tuned threshold to use (default: found under ``models_dir``).
 
     Returns:
         ``params.json``'s content plus ``seconds``, ``tiles_per_s`` and ``pixels_per_s``.
@@ -150,13 +200,13 @@ def predict_section(
         InputError: bad input or no trained models; nothing is written then.
     """
     runtime = runtime or resolve_runtime()
-    cut, source = resolve_threshold(threshold, models_dir)
+    cut, source = resolve_threshold(threshold, models_dir, cv)
     with open_section(input_path, axis, percentiles) as section:
         ensemble = Ensemble(models_dir, runtime, tta, model_files)
         if not 1 <= stride <= ensemble.tile:
-            raise ValueError(f"stride: expected 1..{ensemble.tile} (the tile size), got {stride}")
+            raise InputError("stride", f"expected 1..{ensemble.tile} (the tile size), got {stride}")
         if batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
+            raise InputError("batch_size", f"expected a positive integer, got {batch_size}")
         n_tiles = section.n_slices * count_tiles(section.slice_shape, ensemble.tile, stride)
         params = {
             "input": str(input_path),

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from saltseg.errors import InputError
+
 FLOOR = 1e-3  # window weight at a tile's outermost pixels
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -61,9 +63,11 @@ class Stitcher:
 
     def __init__(self, section: np.ndarray, tile: int = 101, stride: int = 50) -> None:
         if section.ndim != 2 or min(section.shape) < 2:
-            raise ValueError(f"section: expected a 2-D array of at least 2x2, got {section.shape}")
+            raise InputError(
+                "section", f"expected a 2-D array of at least 2x2, got {section.shape}"
+            )
         if not 1 <= stride <= tile:
-            raise ValueError(f"stride: expected 1..{tile} (the tile size), got {stride}")
+            raise InputError("stride", f"expected 1..{tile} (the tile size), got {stride}")
         self.shape, self.tile = section.shape, tile
         (ny, top, bottom), (nx, left, right) = (_axis(n, tile, stride) for n in section.shape)
         self.padded = np.pad(section, ((top, bottom), (left, right)), mode="reflect")

@@ -41,9 +41,21 @@ def merge(
     if len(set(ids)) != len(ids) or set(ids) != set(train.ids):
         raise InputError(oof_parts[0], "expected the fold OOF files to cover each train id once")
     oof = probs_io.align(oof_parts[0], train.ids, ids, np.concatenate(maps))
-    test_ids, test_mean = _mean_maps(test_parts)  # every part checked before anything is written
+    test = _mean_maps(test_parts)  # every part checked before anything is written
+    _write_combined(train, oof, test, oof_out, test_out, cv_out)
+
+
+def _write_combined(
+    train: kaggle.Tiles,
+    oof: np.ndarray,
+    test: tuple[list[str], np.ndarray],
+    oof_out: str,
+    test_out: str,
+    cv_out: str,
+) -> None:
+    """Write combined OOF maps (in train order), test ``(ids, maps)`` and the OOF's cv.json."""
     probs_io.write_probs(oof_out, train.ids, oof)
-    probs_io.write_probs(test_out, test_ids, test_mean)
+    probs_io.write_probs(test_out, *test)
     write_json(cv_out, score_oof(train, oof))
 
 
@@ -91,18 +103,28 @@ def ensemble(
     oof_out: str,
     test_out: str,
     cv_out: str,
+    members_out: str | None = None,
 ) -> None:
-    """Weighted average of several models' OOF and test maps, and the OOF score of the average."""
+    """Weighted average of several models' OOF and test maps, and the OOF score of the average.
+
+    ``members_out`` (``members.json``) records each member's directory (the folder of its OOF
+    file, holding ``fold<k>/model.pt``) and weight, so that ``predict-section --models`` on the
+    ensemble's folder applies the same members and weights.
+    """
     if weights is not None and len(weights) != len(oof_parts):
         raise InputError("weights", f"expected {len(oof_parts)} weights, got {len(weights)}")
     train = kaggle.load_train(data_dir, tile)
     oof_ids, oof = _mean_maps(oof_parts, weights)
     if oof_ids != train.ids:
         raise InputError(oof_parts[0], "expected one map per train id, in train.csv order")
-    test_ids, test = _mean_maps(test_parts, weights)
-    probs_io.write_probs(oof_out, oof_ids, oof)
-    probs_io.write_probs(test_out, test_ids, test)
-    write_json(cv_out, score_oof(train, oof))
+    _write_combined(train, oof, _mean_maps(test_parts, weights), oof_out, test_out, cv_out)
+    if members_out:
+        weights = weights or [1.0] * len(oof_parts)
+        members = [
+            {"models": Path(part).parent.as_posix(), "weight": weight}
+            for part, weight in zip(oof_parts, weights)
+        ]
+        write_json(members_out, {"members": members})
 
 
 def summary(

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from saltseg.errors import InputError
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -58,7 +60,7 @@ def resolve_runtime(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} asked for, but torch sees no CUDA device")
+        raise InputError("device", f"{device!r} asked for, but torch sees no CUDA device")
     on_cuda = dev.type == "cuda"
     use_amp = on_cuda if amp == "auto" else _flag("amp", amp)
     dtype = None
@@ -96,5 +98,5 @@ def _flag(name: str, value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
     if value not in ("true", "false"):
-        raise ValueError(f"{name}: expected auto, true or false, got {value!r}")
+        raise InputError(f"{name}", f"expected auto, true or false, got {value!r}")
     return value == "true"

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from saltseg.data.augment import build_augment
 from saltseg.data.dataset import TileDataset
 from saltseg.data.kaggle import Tiles
+from saltseg.errors import InputError
 from saltseg.inference.predict import predict_probs
 from saltseg.losses import build_loss
 from saltseg.metrics import competition_metric
@@ -88,7 +89,7 @@ def fit(
         resuming = p == state["phase"] and state["epoch"] > 0
         data = phase.get("data", "train")
         if data not in sources:
-            raise ValueError(f"phase {p}: data: expected one of {sorted(sources)}, got {data!r}")
+            raise InputError(f"phase {p}", f"data: expected one of {sorted(sources)}, got {data!r}")
         dataset = TileDataset(sources[data].images, sources[data].masks, augment)
         if not len(dataset):
             log.warning("phase %d: no %s tiles (no confident pseudo-labels?), skipped", p, data)
@@ -219,9 +220,9 @@ def _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row, ema) -> di
         if ema is not None:
             ema.update_parameters(forward)
         if not np.isfinite(loss):
-            raise ValueError(
-                f"phase {row['phase']} epoch {row['epoch']}: the training loss is {loss} "
-                "(diverged: lower the lr, or use amp: false)"
+            raise InputError(
+                f"phase {row['phase']} epoch {row['epoch']}",
+                f"the training loss is {loss} (diverged: lower the lr, or use amp: false)",
             )
         total += loss * len(x)
         count += len(x)

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from saltseg.errors import InputError
+
 OPTIMIZERS = {
     "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
     "rmsprop": lambda params, lr, wd: torch.optim.RMSprop(params, lr=lr, weight_decay=wd),
@@ -21,7 +23,7 @@ def build_optimizer(model: nn.Module, phase: dict[str, Any]) -> torch.optim.Opti
     """The phase's optimiser (``adam``, ``rmsprop`` or ``sgd`` with Nesterov momentum 0.9)."""
     name = phase["optimizer"]
     if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {name!r}")
+        raise InputError("optimizer", f"expected one of {', '.join(OPTIMIZERS)}, got {name!r}")
     return OPTIMIZERS[name](model.parameters(), phase["lr"], phase.get("weight_decay", 0.0))
 
 
@@ -71,4 +73,4 @@ def build_schedule(optimizer: torch.optim.Optimizer, phase: dict[str, Any]):
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=0.5, patience=phase.get("patience", 5), min_lr=phase.get("min_lr", 0)
         )
-    raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}, got {name!r}")
+    raise InputError("schedule", f"expected one of {', '.join(SCHEDULES)}, got {name!r}")
