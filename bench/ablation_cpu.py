@@ -32,7 +32,7 @@ from saltseg.metrics import (
     remove_small,
 )
 from saltseg.models import build_model
-from saltseg.training.device import keep_freed_memory, resolve_runtime
+from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 from saltseg.training.loop import fit
 
 REPO = Path(__file__).resolve().parents[1]

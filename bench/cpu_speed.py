@@ -21,7 +21,7 @@ import torch
 from saltseg.inference.predict import predict_probs
 from saltseg.losses import build_loss
 from saltseg.models import build_model
-from saltseg.training.device import keep_freed_memory, resolve_runtime
+from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 from saltseg.training.loop import train_step
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from saltseg.data.kaggle import Tiles
 from saltseg.inference.predict import predict_ensemble
 from saltseg.metrics import best_threshold, competition_metric
 from saltseg.models import build_model
-from saltseg.training.device import resolve_runtime
+from saltseg.runtime.device import resolve_runtime
 from saltseg.training.loop import fit
 
 AUGMENT = [

@@ -41,7 +41,7 @@ from saltseg.losses import build_loss
 from saltseg.models import ARCHITECTURES, build_model
 from saltseg.models.geometry import Geometry
 from saltseg.models.presets import PRESETS
-from saltseg.training.device import Runtime, keep_freed_memory, resolve_runtime
+from saltseg.runtime.device import Runtime, keep_freed_memory, resolve_runtime
 from saltseg.training.loop import train_step
 
 TILE = 101

@@ -24,7 +24,7 @@ from saltseg.inference.predict import predict_probs
 from saltseg.metrics import bucket_scores, competition_metric, coverage_bucket, tile_scores
 from saltseg.models import build_model
 from saltseg.pseudo import select_confident, select_phalanx
-from saltseg.training.device import resolve_runtime
+from saltseg.runtime.device import resolve_runtime
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -26,9 +26,9 @@ from default_dag import machine
 from saltseg.data.synthetic import draw_section
 from saltseg.metrics import competition_metric
 from saltseg.models import build_model
+from saltseg.runtime.device import resolve_runtime
 from saltseg.sections import predict_section, stitch
 from saltseg.sections.predict import Ensemble, resolve_threshold
-from saltseg.training.device import resolve_runtime
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {

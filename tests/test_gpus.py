@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from saltseg.training import gpus
-from saltseg.training.gpus import claim_gpu
+from saltseg.runtime import gpus
+from saltseg.runtime.gpus import claim_gpu
 
 SRC = Path(gpus.__file__).resolve().parents[2]  # the package under test, not another install
 
 HOLD = """
 import os, sys, time
-from saltseg.training.gpus import claim_gpu
+from saltseg.runtime.gpus import claim_gpu
 with claim_gpu(int(sys.argv[1]), sys.argv[2]) as slot:
     print(slot, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
     time.sleep(60)

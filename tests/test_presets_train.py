@@ -10,7 +10,7 @@ from saltseg.config import model_params, validate_config
 from saltseg.data.folds import make_folds
 from saltseg.data.kaggle import read_depths, train_ids
 from saltseg.inference.predict import read_bundle
-from saltseg.training.device import resolve_runtime
+from saltseg.runtime.device import resolve_runtime
 
 SMALL = {
     "bes_resnext50": {"decoder_channels": [32, 16, 16, 8, 8]},

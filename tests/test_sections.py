@@ -14,10 +14,10 @@ from tiny import TINY_MODEL
 from saltseg.data.synthetic import draw_section
 from saltseg.errors import InputError
 from saltseg.models import build_model
+from saltseg.runtime.device import resolve_runtime
 from saltseg.sections import Stitcher, predict_section, stitch
 from saltseg.sections.io import open_section
 from saltseg.sections.stitch import count_tiles, window
-from saltseg.training.device import resolve_runtime
 
 TINY = {**TINY_MODEL, "pad_to": 128}
 CPU = resolve_runtime("cpu", "false", "false")

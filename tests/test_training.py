@@ -13,8 +13,8 @@ from saltseg.config import model_params, validate_config
 from saltseg.data.augment import build_augment
 from saltseg.data.kaggle import Tiles
 from saltseg.models import build_model
+from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 from saltseg.training import checkpoint, loop
-from saltseg.training.device import keep_freed_memory, resolve_runtime
 
 
 def toy_tiles(n: int, seed: int) -> Tiles:

@@ -193,13 +193,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--model", default="{}", help="the preset's keyword overrides as JSON")
+    for name, command in sub.choices.items():
+        command.set_defaults(func=COMMANDS[name])
     return parser
 
 
 def _runtime(args: argparse.Namespace):
     import torch
 
-    from saltseg.training.device import keep_freed_memory, resolve_runtime
+    from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -218,177 +220,271 @@ def _gpu_slots(device: str) -> int:
     return torch.cuda.device_count()  # asks NVML; CUDA itself starts only after the claim
 
 
-def run(args: argparse.Namespace) -> None:
-    """Dispatch parsed arguments to :mod:`saltseg.steps` (imported late: ``-h`` stays fast)."""
-    if args.command == "model-summary":
-        from saltseg.models.summary import model_summary
+def _synth(args: argparse.Namespace) -> None:
+    from saltseg.data.synthetic import generate
 
-        summary = model_summary(
-            args.preset, args.tile_size, args.batch, threads=args.threads, **json.loads(args.model)
-        )
-        print(json.dumps(summary))
-        return
-    if args.command == "synth":
-        from saltseg.data.synthetic import generate
+    generate(
+        args.out,
+        seed=args.seed,
+        sections=args.sections,
+        rows=args.rows,
+        cols=args.cols,
+        train_fraction=args.train_fraction,
+        blank_fraction=args.blank_fraction,
+        tile=args.tile_size,
+    )
 
-        generate(
-            args.out,
-            args.seed,
-            args.sections,
-            args.rows,
-            args.cols,
-            args.train_fraction,
-            args.blank_fraction,
-            args.tile_size,
+
+def _model_summary(args: argparse.Namespace) -> None:
+    from saltseg.models.summary import model_summary
+
+    overrides = json.loads(args.model)
+    print(
+        json.dumps(
+            model_summary(
+                args.preset, args.tile_size, args.batch, threads=args.threads, **overrides
+            )
         )
-        return
+    )
+
+
+def _folds(args: argparse.Namespace) -> None:
     from saltseg import steps
-    from saltseg.training.gpus import claim_gpu
 
-    if args.command == "folds":
-        steps.folds(args.data_dir, args.out, args.n_folds, args.seed, args.stratify, args.tile_size)
-    elif args.command == "train":
-        params = json.loads(args.params)
-        with claim_gpu(_gpu_slots(args.device)):
-            steps.train(
-                args.data_dir,
-                args.folds,
-                args.fold,
-                args.n_folds,
-                params,
-                args.tile_size,
-                args.seed,
-                _runtime(args),
-                args.out_dir,
-                args.workers,
-                args.pseudo,
-            )
-    elif args.command == "predict":
-        with claim_gpu(_gpu_slots(args.device)):
-            steps.predict(
-                args.model,
-                args.data_dir,
-                args.folds,
-                args.fold,
-                args.n_folds,
-                args.tile_size,
-                _runtime(args),
-                args.tta.split(","),
-                args.batch_size,
-                args.oof,
-                args.test,
-            )
-    elif args.command == "merge":
-        steps.merge(
+    steps.folds(
+        args.data_dir,
+        args.out,
+        n_folds=args.n_folds,
+        seed=args.seed,
+        stratify=args.stratify,
+        tile=args.tile_size,
+    )
+
+
+def _train(args: argparse.Namespace) -> None:
+    from saltseg import steps
+    from saltseg.runtime.gpus import claim_gpu
+
+    with claim_gpu(_gpu_slots(args.device)):
+        steps.train(
             args.data_dir,
-            args.tile_size,
-            args.oof_parts,
-            args.test_parts,
-            args.oof,
-            args.test,
-            args.cv,
-        )
-    elif args.command == "ensemble":
-        steps.ensemble(
-            args.data_dir,
-            args.tile_size,
-            args.oof_parts,
-            args.test_parts,
-            args.weights,
-            args.oof,
-            args.test,
-            args.cv,
-            args.members,
-        )
-    elif args.command == "mosaic":
-        steps.mosaic(args.data_dir, args.tile_size, args.tiles, args.pairs, args.png_dir, args.draw)
-    elif args.command == "postprocess":
-        steps.postprocess(
-            args.data_dir,
-            args.tile_size,
-            args.layout,
             args.folds,
-            args.n_folds,
-            args.oof,
-            args.probs,
-            args.cv,
-            args.threshold,
-            args.enabled == "true",
-            args.masks,
-            args.report,
-            args.changes,
+            fold=args.fold,
+            n_folds=args.n_folds,
+            params=json.loads(args.params),
+            tile=args.tile_size,
+            seed=args.seed,
+            runtime=_runtime(args),
+            out_dir=args.out_dir,
+            workers=args.workers,
+            pseudo=args.pseudo,
         )
-    elif args.command == "pseudo":
-        steps.pseudo_labels(
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from saltseg import steps
+    from saltseg.runtime.gpus import claim_gpu
+
+    with claim_gpu(_gpu_slots(args.device)):
+        steps.predict(
+            args.model,
             args.data_dir,
-            args.tile_size,
-            args.probs,
-            args.method,
-            args.min_confidence,
-            args.n_folds,
-            args.seed,
-            args.out,
-        )
-    elif args.command == "submit":
-        steps.submit(args.masks, args.data_dir, args.tile_size, args.out)
-    elif args.command == "predict-section":
-        from saltseg.sections import predict_section
-
-        with claim_gpu(_gpu_slots(args.device)):
-            predict_section(
-                args.models,
-                args.input,
-                args.out,
-                args.stride,
-                args.batch_size,
-                tuple(args.tta.split(",")),
-                args.threshold,
-                args.axis,
-                _runtime(args),
-                model_files=args.model_files or None,
-                cv=args.cv,
-            )
-    elif args.command.startswith("plot-"):
-        _plot(args)
-    elif args.command == "summary":
-        steps.summary(
-            args.model_cvs,
-            args.fold_metrics,
-            args.ensemble_cvs,
-            args.blend_cv,
-            args.postprocess,
-            args.out,
+            args.folds,
+            fold=args.fold,
+            n_folds=args.n_folds,
+            tile=args.tile_size,
+            runtime=_runtime(args),
+            tta=args.tta.split(","),
+            batch_size=args.batch_size,
+            oof_out=args.oof,
+            test_out=args.test,
         )
 
 
-def _plot(args: argparse.Namespace) -> None:
+def _merge(args: argparse.Namespace) -> None:
+    from saltseg import steps
+
+    steps.merge(
+        args.data_dir,
+        args.tile_size,
+        oof_parts=args.oof_parts,
+        test_parts=args.test_parts,
+        oof_out=args.oof,
+        test_out=args.test,
+        cv_out=args.cv,
+    )
+
+
+def _ensemble(args: argparse.Namespace) -> None:
+    from saltseg import steps
+
+    steps.ensemble(
+        args.data_dir,
+        args.tile_size,
+        oof_parts=args.oof_parts,
+        test_parts=args.test_parts,
+        weights=args.weights,
+        oof_out=args.oof,
+        test_out=args.test,
+        cv_out=args.cv,
+        members_out=args.members,
+    )
+
+
+def _mosaic(args: argparse.Namespace) -> None:
+    from saltseg import steps
+
+    steps.mosaic(
+        args.data_dir,
+        args.tile_size,
+        tiles_out=args.tiles,
+        pairs_out=args.pairs,
+        png_dir=args.png_dir,
+        n_draw=args.draw,
+    )
+
+
+def _postprocess(args: argparse.Namespace) -> None:
+    from saltseg import steps
+
+    steps.postprocess(
+        args.data_dir,
+        args.tile_size,
+        layout=args.layout,
+        folds_csv=args.folds,
+        n_folds=args.n_folds,
+        oof_probs=args.oof,
+        test_probs=args.probs,
+        cv_json=args.cv,
+        threshold=args.threshold,
+        enabled=args.enabled == "true",
+        masks_out=args.masks,
+        report_out=args.report,
+        changes_out=args.changes,
+    )
+
+
+def _pseudo(args: argparse.Namespace) -> None:
+    from saltseg import steps
+
+    steps.pseudo_labels(
+        args.data_dir,
+        args.tile_size,
+        test_probs=args.probs,
+        method=args.method,
+        min_confidence=args.min_confidence,
+        n_folds=args.n_folds,
+        seed=args.seed,
+        out=args.out,
+    )
+
+
+def _submit(args: argparse.Namespace) -> None:
+    from saltseg import steps
+
+    steps.submit(args.masks, args.data_dir, tile=args.tile_size, out=args.out)
+
+
+def _summary(args: argparse.Namespace) -> None:
+    from saltseg import steps
+
+    steps.summary(
+        model_cvs=args.model_cvs,
+        fold_metrics=args.fold_metrics,
+        ensemble_cvs=args.ensemble_cvs,
+        blend_cv=args.blend_cv,
+        postprocess_report=args.postprocess,
+        out=args.out,
+    )
+
+
+def _predict_section(args: argparse.Namespace) -> None:
+    from saltseg.runtime.gpus import claim_gpu
+    from saltseg.sections import predict_section
+
+    with claim_gpu(_gpu_slots(args.device)):
+        predict_section(
+            args.models,
+            args.input,
+            args.out,
+            stride=args.stride,
+            batch_size=args.batch_size,
+            tta=tuple(args.tta.split(",")),
+            threshold=args.threshold,
+            axis=args.axis,
+            runtime=_runtime(args),
+            model_files=args.model_files or None,
+            cv=args.cv,
+        )
+
+
+def _plot_curves(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from saltseg import report
+
+    histories = {Path(h).parent.name: h for h in args.history}
+    report.plot_training_curves(histories, args.out, title=args.title)
+
+
+def _plot_gallery(args: argparse.Namespace) -> None:
+    from saltseg import report
     from saltseg.steps import threshold_for
 
-    if args.command == "plot-curves":
-        histories = {Path(h).parent.name: h for h in args.history}
-        report.plot_training_curves(histories, args.out, args.title)
-    elif args.command == "plot-gallery":
-        cut = threshold_for(args.threshold, args.cv)
-        report.plot_oof_gallery(
-            args.data_dir, args.tile_size, args.oof, cut, args.out, args.n, args.counts
-        )
-    elif args.command == "plot-mosaics":
-        cut = threshold_for(args.threshold, args.cv)
-        report.plot_mosaics_before_after(
-            args.layout,
-            args.data_dir,
-            args.tile_size,
-            args.before,
-            args.after,
-            args.out_dir,
-            args.n,
-            cut,
-        )
-    elif args.command == "plot-runtimes":
-        report.plot_rule_runtimes(args.benchmarks, args.out)
+    report.plot_oof_gallery(
+        args.data_dir,
+        args.tile_size,
+        args.oof,
+        threshold=threshold_for(args.threshold, args.cv),
+        out_png=args.out,
+        n=args.n,
+        counts_json=args.counts,
+    )
+
+
+def _plot_mosaics(args: argparse.Namespace) -> None:
+    from saltseg import report
+    from saltseg.steps import threshold_for
+
+    report.plot_mosaics_before_after(
+        args.layout,
+        args.data_dir,
+        args.tile_size,
+        test_masks_before=args.before,
+        test_masks_after=args.after,
+        out_dir=args.out_dir,
+        n=args.n,
+        threshold_before=threshold_for(args.threshold, args.cv),
+    )
+
+
+def _plot_runtimes(args: argparse.Namespace) -> None:
+    from saltseg import report
+
+    report.plot_rule_runtimes(args.benchmarks, args.out)
+
+
+#: each subcommand's handler (set as the subparser's ``func`` default); handlers import the
+#: library late, so ``saltseg -h`` and the cheap steps stay fast
+COMMANDS = {
+    "synth": _synth,
+    "folds": _folds,
+    "train": _train,
+    "predict": _predict,
+    "merge": _merge,
+    "ensemble": _ensemble,
+    "mosaic": _mosaic,
+    "postprocess": _postprocess,
+    "pseudo": _pseudo,
+    "submit": _submit,
+    "summary": _summary,
+    "plot-curves": _plot_curves,
+    "plot-gallery": _plot_gallery,
+    "plot-mosaics": _plot_mosaics,
+    "plot-runtimes": _plot_runtimes,
+    "predict-section": _predict_section,
+    "model-summary": _model_summary,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        run(args)
+        args.func(args)
     except (InputError, WriteError) as err:  # one line naming the file/field, no traceback
         print(f"saltseg {args.command}: error: {err}", file=sys.stderr)
         return 2

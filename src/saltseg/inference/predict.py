@@ -12,7 +12,7 @@ from torch import nn
 from saltseg.data.dataset import to_tensor
 from saltseg.errors import InputError
 from saltseg.models import build_model
-from saltseg.training.device import Runtime
+from saltseg.runtime.device import Runtime
 
 TTA = {
     "none": (lambda x: x, lambda y: y),

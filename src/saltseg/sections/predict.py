@@ -34,9 +34,9 @@ from tqdm import tqdm
 from saltseg.errors import InputError
 from saltseg.inference.predict import TTA, load_snapshots, predict_ensemble
 from saltseg.io import atomic_dir, write_json
+from saltseg.runtime.device import Runtime, resolve_runtime
 from saltseg.sections.io import PERCENTILES, Section, open_section, write_overlay, write_segy_like
 from saltseg.sections.stitch import Stitcher, count_tiles
-from saltseg.training.device import Runtime, resolve_runtime
 
 DEFAULT_STRIDE = 50  # about half a 101-pixel tile: every pixel is seen by about four tiles
 

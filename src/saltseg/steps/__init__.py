@@ -15,18 +15,18 @@ from typing import Any
 HOMES = {
     "ensemble": "ensembles",
     "merge": "ensembles",
-    "pseudo_labels": "ensembles",
+    "pseudo_labels": "labels",
     "score_oof": "ensembles",
-    "summary": "ensembles",
+    "summary": "finishing",
     "mosaic": "finishing",
     "postprocess": "finishing",
     "submit": "finishing",
     "threshold_for": "finishing",
     "folds": "fold_split",
     "split": "fold_split",
-    "predict": "training",
-    "pseudo_tiles": "training",
-    "train": "training",
+    "predict": "fold_models",
+    "pseudo_tiles": "fold_models",
+    "train": "fold_models",
 }
 __all__ = sorted(HOMES)
 

@@ -1,19 +1,17 @@
-"""Steps that combine probability files: fold merge, model ensemble, pseudo-labels, summary."""
+"""Steps that combine probability files: the fold merge and the model ensemble, scored on OOF."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from saltseg import probs as probs_io
 from saltseg.data import kaggle
 from saltseg.errors import InputError
-from saltseg.io import write_csv, write_json
+from saltseg.io import write_json
 from saltseg.metrics import best_cell, binarization_table, bucket_scores, competition_metric
 
 log = logging.getLogger(__name__)
@@ -41,7 +39,7 @@ def merge(
     if len(set(ids)) != len(ids) or set(ids) != set(train.ids):
         raise InputError(oof_parts[0], "expected the fold OOF files to cover each train id once")
     oof = probs_io.align(oof_parts[0], train.ids, ids, np.concatenate(maps))
-    test = _mean_maps(test_parts)  # every part checked before anything is written
+    test = mean_maps(test_parts)  # every part checked before anything is written
     _write_combined(train, oof, test, oof_out, test_out, cv_out)
 
 
@@ -79,9 +77,7 @@ def score_oof(train: kaggle.Tiles, oof: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _mean_maps(
-    parts: list[str], weights: list[float] | None = None
-) -> tuple[list[str], np.ndarray]:
+def mean_maps(parts: list[str], weights: list[float] | None = None) -> tuple[list[str], np.ndarray]:
     """The (weighted) mean of probability files that hold the same ids in the same order."""
     weights = weights or [1.0] * len(parts)
     ids, total = probs_io.read_probs(parts[0])
@@ -114,10 +110,10 @@ def ensemble(
     if weights is not None and len(weights) != len(oof_parts):
         raise InputError("weights", f"expected {len(oof_parts)} weights, got {len(weights)}")
     train = kaggle.load_train(data_dir, tile)
-    oof_ids, oof = _mean_maps(oof_parts, weights)
+    oof_ids, oof = mean_maps(oof_parts, weights)
     if oof_ids != train.ids:
         raise InputError(oof_parts[0], "expected one map per train id, in train.csv order")
-    _write_combined(train, oof, _mean_maps(test_parts, weights), oof_out, test_out, cv_out)
+    _write_combined(train, oof, mean_maps(test_parts, weights), oof_out, test_out, cv_out)
     if members_out:
         weights = weights or [1.0] * len(oof_parts)
         members = [
@@ -125,87 +121,3 @@ def ensemble(
             for part, weight in zip(oof_parts, weights)
         ]
         write_json(members_out, {"members": members})
-
-
-def summary(
-    model_cvs: list[str],
-    fold_metrics: list[str],
-    ensemble_cvs: list[str],
-    blend_cv: str,
-    postprocess_report: str,
-    out: str,
-) -> None:
-    """One row per model and stage, per stage ensemble, and for the blend.
-
-    Columns: OOF at 0.5 and tuned, the tuned threshold, train seconds (``fold_metrics``'
-    ``train_seconds`` summed per model directory), and for the blend the OOF after the mosaic
-    post-processing, its gain and whether it was applied. Paths are ``results/<stage>/<model>/``.
-    """
-    seconds: dict[Path, float] = {}
-    for path in fold_metrics:
-        model = Path(path).parent.parent
-        seconds[model] = (
-            seconds.get(model, 0.0) + json.loads(Path(path).read_text())["train_seconds"]
-        )
-
-    def row(path: str, name: str, stage: str, train_seconds: float) -> dict[str, Any]:
-        cv = json.loads(Path(path).read_text())
-        return {
-            "name": name,
-            "stage": stage,
-            "oof_at_0.5": cv["metric_at_0.5"],
-            "oof_tuned": cv["metric_tuned"],
-            "threshold": cv["threshold"],
-            "min_area": cv.get("min_area", 0),
-            **{f"score_{bucket}": b["score"] for bucket, b in cv.get("buckets", {}).items()},
-            "train_seconds": round(train_seconds, 1),
-        }
-
-    rows = [
-        row(path, Path(path).parent.name, Path(path).parent.parent.name, seconds[Path(path).parent])
-        for path in model_cvs
-    ]
-    for path in ensemble_cvs:
-        stage_dir = Path(path).parent.parent
-        stage_seconds = sum(s for model, s in seconds.items() if model.parent == stage_dir)
-        rows.append(row(path, "ensemble", stage_dir.name, stage_seconds))
-    report = json.loads(Path(postprocess_report).read_text())
-    blend = row(blend_cv, "blend", "blend", sum(seconds.values()))
-    blend.update(
-        threshold=report["threshold"],
-        min_area=report.get("min_area", 0),
-        oof_postprocessed=report["oof_after"],
-        postprocess_gain=report["gain"],
-        postprocess_applied=report["applied"],
-    )
-    write_csv(out, pd.DataFrame(rows + [blend]))
-
-
-def pseudo_labels(
-    data_dir: str,
-    tile: int,
-    test_probs: list[str],
-    method: str,
-    min_confidence: float,
-    n_folds: int,
-    seed: int,
-    out: str,
-) -> None:
-    """Select confident test tiles of the mean of ``test_probs`` (see :mod:`saltseg.pseudo`).
-
-    Given one fold's test maps of every model, the labels are leak-free for that fold: no model
-    behind them saw its validation tiles.
-    """
-    from saltseg.pseudo import select_confident, select_phalanx, write_pseudo
-
-    test = kaggle.load_test(data_dir, tile)
-    ids, maps = _mean_maps(test_probs)
-    maps = probs_io.align(test_probs[0], test.ids, ids, maps)
-    blank = kaggle.is_blank(test.images)
-    if method == "confident":
-        table = select_confident(maps, blank, n_folds, seed, min_confidence)
-    else:
-        table = select_phalanx(maps, blank, n_folds, seed)
-    index = table["index"].to_numpy()
-    write_pseudo(out, [test.ids[i] for i in index], maps[index] > 0.5, table)
-    log.info("%d of %d test tiles kept as pseudo-labels (%s)", len(index), len(test), method)

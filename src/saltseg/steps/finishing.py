@@ -1,10 +1,11 @@
-"""Steps from the ensemble to the submission: threshold, mosaics, post-processing, RLE."""
+"""Steps from the ensemble to the submission: threshold, mosaics, post-processing, RLE, summary."""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -143,3 +144,57 @@ def submit(masks_path: str, data_dir: str, tile: int, out: str) -> None:
     codes = [rle.encode(m) for m in masks]
     write_csv(out, pd.DataFrame({"id": test.ids, "rle_mask": codes}))
     log.info("wrote %d masks to %s", len(codes), out)
+
+
+def summary(
+    model_cvs: list[str],
+    fold_metrics: list[str],
+    ensemble_cvs: list[str],
+    blend_cv: str,
+    postprocess_report: str,
+    out: str,
+) -> None:
+    """One row per model and stage, per stage ensemble, and for the blend.
+
+    Columns: OOF at 0.5 and tuned, the tuned threshold, train seconds (``fold_metrics``'
+    ``train_seconds`` summed per model directory), and for the blend the OOF after the mosaic
+    post-processing, its gain and whether it was applied. Paths are ``results/<stage>/<model>/``.
+    """
+    seconds: dict[Path, float] = {}
+    for path in fold_metrics:
+        model = Path(path).parent.parent
+        seconds[model] = (
+            seconds.get(model, 0.0) + json.loads(Path(path).read_text())["train_seconds"]
+        )
+
+    def row(path: str, name: str, stage: str, train_seconds: float) -> dict[str, Any]:
+        cv = json.loads(Path(path).read_text())
+        return {
+            "name": name,
+            "stage": stage,
+            "oof_at_0.5": cv["metric_at_0.5"],
+            "oof_tuned": cv["metric_tuned"],
+            "threshold": cv["threshold"],
+            "min_area": cv.get("min_area", 0),
+            **{f"score_{bucket}": b["score"] for bucket, b in cv.get("buckets", {}).items()},
+            "train_seconds": round(train_seconds, 1),
+        }
+
+    rows = [
+        row(path, Path(path).parent.name, Path(path).parent.parent.name, seconds[Path(path).parent])
+        for path in model_cvs
+    ]
+    for path in ensemble_cvs:
+        stage_dir = Path(path).parent.parent
+        stage_seconds = sum(s for model, s in seconds.items() if model.parent == stage_dir)
+        rows.append(row(path, "ensemble", stage_dir.name, stage_seconds))
+    report = json.loads(Path(postprocess_report).read_text())
+    blend = row(blend_cv, "blend", "blend", sum(seconds.values()))
+    blend.update(
+        threshold=report["threshold"],
+        min_area=report.get("min_area", 0),
+        oof_postprocessed=report["oof_after"],
+        postprocess_gain=report["gain"],
+        postprocess_applied=report["applied"],
+    )
+    write_csv(out, pd.DataFrame(rows + [blend]))

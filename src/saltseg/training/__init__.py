@@ -1,1 +1,1 @@
-"""Training: devices and precision, optimisers and schedules per phase, the loop, checkpoints."""
+"""Training: optimisers and schedules per phase, the loop, checkpoints."""

@@ -21,8 +21,8 @@ from saltseg.errors import InputError
 from saltseg.inference.predict import predict_probs
 from saltseg.losses import build_loss
 from saltseg.metrics import competition_metric
+from saltseg.runtime.device import Runtime
 from saltseg.training import checkpoint
-from saltseg.training.device import Runtime
 from saltseg.training.optim import (
     budget_epochs,
     build_optimizer,

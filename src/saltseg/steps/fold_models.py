@@ -19,8 +19,8 @@ from saltseg.inference.predict import load_snapshots, predict_ensemble
 from saltseg.io import atomic_path, write_csv, write_json
 from saltseg.models import build_model
 from saltseg.pseudo import read_pseudo
+from saltseg.runtime.device import Runtime
 from saltseg.steps.fold_split import split
-from saltseg.training.device import Runtime
 from saltseg.training.loop import fit
 
 log = logging.getLogger(__name__)
