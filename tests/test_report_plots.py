@@ -173,9 +173,13 @@ def test_rule_runtimes_sum_jobs_per_rule(tmp_path):
         frame = pd.DataFrame({"s": seconds, "h:m:s": "0:00:01", "max_rss": 1.0})
         frame.to_csv(bench / rule / f"{name}.tsv", sep="\t", index=False)
     out = tmp_path / "runtimes.png"
-    totals = plot_rule_runtimes(bench, out)
+    (bench / "stale").mkdir()  # a model no longer in config: not among the files given
+    pd.DataFrame({"s": [99.0]}).to_csv(bench / "stale" / "old.tsv", sep="\t", index=False)
+    totals = plot_rule_runtimes(sorted(bench.glob("[!s]*/*.tsv")), out)
     assert totals == {"train": 15.0, "folds": 1.5}
     assert list(totals) == ["train", "folds"]
     assert _png(out).shape[0] > 100
-    with pytest.raises(InputError, match="found none"):
-        plot_rule_runtimes(tmp_path / "nothing", tmp_path / "none.png")
+    with pytest.raises(InputError, match="got none"):
+        plot_rule_runtimes([], tmp_path / "none.png")
+    with pytest.raises(InputError, match="missing.tsv: expected a Snakemake benchmark TSV"):
+        plot_rule_runtimes([bench / "train" / "missing.tsv"], tmp_path / "none.png")

@@ -167,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
 
     p = sub.add_parser("plot-runtimes", help="report: run time per rule from benchmark files")
-    p.add_argument("--benchmarks", required=True, help="the results/benchmarks directory")
+    p.add_argument("--benchmarks", nargs="+", required=True, help="<rule>/<job>.tsv files")
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("predict-section", help="predict a whole section/volume (SEG-Y, npy, png)")

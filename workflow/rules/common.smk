@@ -94,3 +94,29 @@ def fold_pseudo(wildcards):
     stage's models of the same fold, which never saw the fold's validation tiles."""
     source = pseudo_source(config, wildcards.stage)
     return [f"results/pseudo/{source}/fold{wildcards.fold}.parquet"] if source else []
+
+
+def run_benchmarks(wildcards):
+    """The benchmark file of every job that the report's runs are made of, and no stale ones:
+    Snakemake writes them as the jobs' outputs, so each is an input the DAG checks."""
+    jobs = ["folds/folds", "blend/blend", "mosaic/mosaic", "postprocess/postprocess"]
+    jobs += [
+        "submission/submission",
+        "summary/summary",
+        "report_gallery/report_gallery",
+    ]
+    jobs += ["report_mosaics/report_mosaics"]
+    if DATA_DIR == SYNTHETIC_DIR:
+        jobs.append("synthetic_data/synthetic_data")
+    for stage, models in STAGES.items():
+        jobs.append(f"ensemble/{stage}")
+        source = pseudo_source(config, stage)
+        jobs += [f"pseudo_fold/{source}_fold{fold}" for fold in FOLDS if source]
+        for model in models:
+            jobs += [f"merge_folds/{stage}_{model}", f"report_curves/{stage}_{model}"]
+            jobs += [
+                f"{rule}/{stage}_{model}_fold{k}"
+                for rule in ("train", "predict")
+                for k in FOLDS
+            ]
+    return [f"results/benchmarks/{job}.tsv" for job in jobs]

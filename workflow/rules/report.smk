@@ -79,15 +79,7 @@ rule report_mosaics:
 
 rule report_runtimes:
     input:
-        "results/submission.csv",
-        "results/summary.csv",
-        "results/report/oof_gallery.png",
-        "results/report/mosaics",
-        [
-            f"results/report/curves/{stage}_{model}.png"
-            for stage in STAGES
-            for model in STAGES[stage]
-        ],
+        run_benchmarks,
     output:
         report(
             "results/report/runtimes.png",
@@ -100,8 +92,5 @@ rule report_runtimes:
         "results/benchmarks/report_runtimes/report_runtimes.tsv"
     conda:
         "../../envs/saltseg.yaml"
-    params:
-        benchmarks="results/benchmarks",
     shell:
-        "python -m saltseg plot-runtimes --benchmarks {params.benchmarks} --out {output}"
-        " > {log} 2>&1"
+        "python -m saltseg plot-runtimes --benchmarks {input} --out {output} > {log} 2>&1"

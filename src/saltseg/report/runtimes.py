@@ -18,11 +18,11 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{m:02d}:{s:02d}" if hours else f"{m}:{s:02d} min"
 
 
-def plot_rule_runtimes(benchmark_dir: str | Path, out_png: str | Path) -> dict[str, float]:
+def plot_rule_runtimes(benchmarks: list[str | Path], out_png: str | Path) -> dict[str, float]:
     """Draw total wall-clock seconds per rule from Snakemake ``benchmark:`` files.
 
-    Reads ``benchmark_dir/<rule>/*.tsv`` (column ``s``); a file with several rows (``repeat()``)
-    counts its mean, and a rule's total is the sum over its jobs (files).
+    ``benchmarks`` are ``<rule>/<job>.tsv`` files (column ``s``); a file with several rows
+    (``repeat()``) counts its mean, and a rule's total is the sum over its jobs (files).
 
     Returns:
         rule -> total seconds.
@@ -30,9 +30,9 @@ def plot_rule_runtimes(benchmark_dir: str | Path, out_png: str | Path) -> dict[s
     Raises:
         InputError: no benchmark files, or one without a numeric ``s`` column.
     """
-    files = sorted(Path(benchmark_dir).glob("*/*.tsv"))
+    files = [Path(f) for f in benchmarks]
     if not files:
-        raise InputError(benchmark_dir, "expected benchmark files <rule>/*.tsv, found none")
+        raise InputError("benchmarks", "expected benchmark files <rule>/<job>.tsv, got none")
     totals: dict[str, float] = {}
     jobs: dict[str, int] = {}
     for path in files:

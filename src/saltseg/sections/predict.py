@@ -20,6 +20,7 @@ Outputs in ``out_dir`` (written in a temporary directory, renamed when complete)
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -36,7 +37,7 @@ from saltseg.inference.predict import TTA, load_snapshots, predict_ensemble
 from saltseg.io import atomic_dir, write_json
 from saltseg.runtime.device import Runtime, resolve_runtime
 from saltseg.sections.io import PERCENTILES, Section, open_section, write_overlay, write_segy_like
-from saltseg.sections.stitch import Stitcher, count_tiles
+from saltseg.sections.stitch import count_tiles, stitch
 
 DEFAULT_STRIDE = 50  # about half a 101-pixel tile: every pixel is seen by about four tiles
 
@@ -248,11 +249,8 @@ def _predict_slices(
     with tqdm(total=n_tiles, unit="tile", disable=not sys.stderr.isatty()) as bar:
         for k in range(section.n_slices):
             image = section.image(k)
-            stitcher = Stitcher(image, ensemble.tile, stride)
-            for offsets, tiles in stitcher.batches(batch_size):
-                stitcher.add(offsets, ensemble(tiles, batch_size))
-                bar.update(len(tiles))
-            probs = stitcher.result()
+            predict = functools.partial(ensemble, batch_size=batch_size)
+            probs = stitch(image, predict, ensemble.tile, stride, batch_size, bar.update)
             section.store(prob, k, probs)
             section.store(mask, k, (probs > cut).astype(np.uint8))
     prob.flush()
