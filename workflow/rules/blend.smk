@@ -7,8 +7,8 @@
 rule blend:
     input:
         data=DATA_DIR,
-        oof=[f"results/{stage}/{model}/oof.parquet" for stage, model, _ in BLEND],
-        test=[f"results/{stage}/{model}/test.parquet" for stage, model, _ in BLEND],
+        oof=blend_outputs("oof.parquet"),
+        test=blend_outputs("test.parquet"),
     output:
         oof="results/blend/oof.parquet",
         test="results/blend/test.parquet",

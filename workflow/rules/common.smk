@@ -77,6 +77,25 @@ def stage_outputs(name, stages=None):
     ]
 
 
+def stage_all_folds(name):
+    """``results/<stage>/<model>/fold<k>/<name>`` of every model and fold of the stages that run."""
+    return [
+        f"results/{stage}/{model}/fold{fold}/{name}"
+        for stage in STAGES
+        for model in STAGES[stage]
+        for fold in FOLDS
+    ]
+
+
+def blend_outputs(name, folds=False):
+    """``name`` of every blend member, per model or (``folds``) per fold, in blend order."""
+    return [
+        f"results/{stage}/{model}/{fold}{name}"
+        for stage, model, _ in BLEND
+        for fold in ([f"fold{k}/" for k in FOLDS] if folds else [""])
+    ]
+
+
 def stage_fold_outputs(name):
     """Input function: ``name`` of one stage's models on one fold, e.g. their test maps."""
 

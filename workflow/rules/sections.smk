@@ -1,11 +1,7 @@
 rule predict_section:
     input:
         section=lambda wildcards: config["sections"]["inputs"][wildcards.name],
-        models=[
-            f"results/{stage}/{model}/fold{fold}/model.pt"
-            for stage, model, _ in BLEND
-            for fold in FOLDS
-        ],
+        models=blend_outputs("model.pt", folds=True),
         members="results/blend/members.json",
         cv="results/blend/cv.json",
     output:

@@ -24,12 +24,7 @@ rule submission:
 rule summary:
     input:
         model_cvs=stage_outputs("cv.json"),
-        fold_metrics=[
-            f"results/{stage}/{model}/fold{fold}/metrics.json"
-            for stage in STAGES
-            for model in STAGES[stage]
-            for fold in FOLDS
-        ],
+        fold_metrics=stage_all_folds("metrics.json"),
         ensemble_cvs=expand("results/{stage}/ensemble/cv.json", stage=STAGES),
         blend_cv="results/blend/cv.json",
         postprocess="results/postprocess/report.json",
