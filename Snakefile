@@ -23,6 +23,29 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/sections.smk"
 
 
+# Cheap jobs (parquet/CSV/plots, seconds each, no torch) run on the submitting node when a
+# cluster executor is used, instead of waiting in the queue; locally this changes nothing.
+localrules:
+    all,
+    synthetic_data,
+    folds,
+    merge_folds,
+    ensemble,
+    pseudo_fold,
+    pseudo,
+    blend,
+    mosaic,
+    postprocess,
+    submission,
+    summary,
+    report_curves,
+    report_gallery,
+    report_mosaics,
+    report_runtimes,
+    stage1,
+    sections,
+
+
 rule all:
     default_target: True
     input:

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from saltseg.data.augment import build_augment
+from saltseg.data.batch_augment import DeviceBatches, build_batch_augment
 from saltseg.data.dataset import TileDataset
 from saltseg.data.kaggle import Tiles
 from saltseg.errors import InputError
@@ -81,7 +82,7 @@ def fit(
         model.load_state_dict(state["model"])
         torch.set_rng_state(state["rng"])
         log.info("resuming at phase %d epoch %d from %s", state["phase"], state["epoch"], path)
-    augment = build_augment(params.get("augment", []))
+    augment, batch_augment = _augmentations(params)
     val_every = params.get("val_every", 1)
     for p, phase in enumerate(params["phases"]):
         if p < state["phase"]:
@@ -111,13 +112,19 @@ def fit(
             scaler.load_state_dict(state["scaler"])
             if ema is not None:
                 ema.load_state_dict(state["ema"])
-        loader = _loader(dataset, phase["batch_size"], runtime, num_workers)
+        if batch_augment is not None:
+            source = sources[data]
+            loader = DeviceBatches(
+                source.images, source.masks, phase["batch_size"], runtime.device, batch_augment
+            )
+        else:
+            loader = _loader(dataset, phase["batch_size"], runtime, num_workers)
         weights = ema.module if ema is not None else model  # what is validated and kept
         epoch = state["epoch"] if resuming else 0
         while epoch < (phase["epochs"] or 1):
             epoch_seed = seed * 100_003 + p * 1_009 + epoch
             loader.generator.manual_seed(epoch_seed)
-            if dataset.augment is not None:
+            if batch_augment is None and dataset.augment is not None:
                 dataset.augment.set_random_seed(epoch_seed)
             model.train()
             row = {"phase": p, "epoch": epoch, "data": data, "lr": optimizer.param_groups[0]["lr"]}
@@ -165,6 +172,25 @@ def fit(
         state.update(phase=p + 1, epoch=0)
     snapshots = state["snapshots"] or [_cpu_state(model)]
     return {"snapshots": snapshots, "history": state["history"]}
+
+
+def _augmentations(params: dict[str, Any]) -> tuple[Any, Any]:
+    """``(per-tile albumentations pipeline, batch augmentation)``: exactly one is used.
+
+    ``augment_on``: ``batch`` (whole batches on the device, :mod:`saltseg.data.batch_augment`),
+    ``tile`` (albumentations per tile in the DataLoader), ``auto`` (batch when every transform
+    of the list has a batch form).
+    """
+    spec, mode = params.get("augment", []), params.get("augment_on", "auto")
+    batch = build_batch_augment(spec) if mode != "tile" else None
+    if mode == "batch" and batch is None:
+        raise InputError(
+            "augment_on", "batch: a transform of the augment list has no batch form (use tile)"
+        )
+    if batch is not None:
+        return None, batch
+    log.info("augmenting per tile with albumentations (augment_on: %s)", mode)
+    return build_augment(spec), None
 
 
 def _loader(dataset: TileDataset, batch_size: int, runtime: Runtime, workers: int) -> DataLoader:
