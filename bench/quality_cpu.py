@@ -28,20 +28,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--workdir", default=str(REPO))
-    parser.add_argument("--cores", default="all")
+    parser.add_argument("--cores", help="default: the profile's (3 single-thread jobs)")
     parser.add_argument("--out", default=str(REPO / "bench" / "quality-cpu.json"))
     args = parser.parse_args()
     workdir = Path(args.workdir)
     data_dir = str(Path(args.data_dir).resolve())
-    command = [
-        "snakemake",
-        "--workflow-profile",
-        "workflow/profiles/cpu",
-        "--cores",
-        args.cores,
-        "--config",
-        f"data_dir={data_dir}",
-    ]
+    command = ["snakemake", "--workflow-profile", "workflow/profiles/cpu"]
+    command += ["--cores", args.cores] if args.cores else []
+    command += ["--config", f"data_dir={data_dir}"]
     attempts_file = workdir / "results" / "quality_cpu_attempts.json"
     attempts = json.loads(attempts_file.read_text()) if attempts_file.is_file() else []
     start = time.perf_counter()
