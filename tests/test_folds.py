@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saltseg.data.folds import coverage_class, make_folds, read_folds
+from saltseg.data.folds import coverage_class, group_folds, make_folds, read_folds
 from saltseg.errors import InputError
 
 
@@ -64,3 +64,58 @@ def test_a_fold_outside_n_folds_is_refused_before_anything_is_read(tmp_path, fol
         InputError, match=rf"--fold: expected a fold in 0..4 \(n_folds 5\), got {fold}"
     ):
         split(str(tmp_path / "no-data"), str(tmp_path / "no-folds.csv"), fold, 5, 101)
+
+
+def test_mosaic_folds_keep_mosaics_whole_and_balance_size_and_salt():
+    rng = np.random.default_rng(4)
+    sizes = [40, 30, 20, 12, 10, 8, 5, 5, 3, 2] + [1] * 85  # mosaics, then lone tiles
+    groups = np.repeat(np.arange(len(sizes)), sizes)
+    rng.shuffle(groups)
+    n = len(groups)
+    salt = rng.random(n) < 0.6
+    masks = np.zeros((n, 10, 10), np.uint8)
+    masks[salt, :, : rng.integers(1, 10)] = 1
+    depths = rng.uniform(0, 1000, n)
+    ids = [f"t{i}" for i in range(n)]
+    folds = make_folds(ids, depths, 4, seed=0, stratify="mosaic", masks=masks, groups=groups)
+    fold = folds["fold"].to_numpy()
+    for g in range(len(sizes)):  # every mosaic in one fold
+        assert len(set(fold[groups == g])) == 1
+    counts = np.bincount(fold, minlength=4)
+    assert counts.sum() == n and counts.max() - counts.min() <= 2  # 57 or so each
+    salt_share = np.array([salt[fold == f].mean() for f in range(4)])
+    assert np.abs(salt_share - salt.mean()).max() < 0.06
+    mean_depth = np.array([depths[fold == f].mean() for f in range(4)])
+    assert np.abs(mean_depth - depths.mean()).max() < 60  # of a 0..1000 spread
+    again = make_folds(ids, depths, 4, seed=0, stratify="mosaic", masks=masks, groups=groups)
+    pd.testing.assert_frame_equal(folds, again)
+
+
+def test_mosaic_folds_by_hand():
+    """Sizes 3, 2, 1, 1, 1 into 2 folds of target 4: the 3 opens fold 0, the 2 goes to fold 1,
+    and the lone tiles fill fold 1, then fold 0 (every tile alike: empty, same depth)."""
+    groups = np.array([0, 0, 0, 1, 1, 2, 3, 4])
+    masks = np.zeros((8, 4, 4), np.uint8)
+    folds = group_folds(groups, np.zeros(8), masks, n_folds=2, seed=0)
+    assert folds[:5].tolist() == [0, 0, 0, 1, 1]
+    assert np.bincount(folds).tolist() == [4, 4]
+    with pytest.raises(InputError, match="folds.n_folds: expected at most 5 .*mosaic count"):
+        group_folds(groups, np.zeros(8), masks, n_folds=6, seed=0)
+
+
+def test_mosaic_folds_from_the_assembled_layout(synth_dir, tmp_path):
+    """Through the CLI on synthetic data: the layout comes from the mosaic step, and no
+    assembled mosaic is split across folds."""
+    from saltseg.cli import main
+
+    layout = tmp_path / "tiles.parquet"
+    args = ["--data-dir", str(synth_dir)]
+    mosaic = ["mosaic", *args, "--tiles", str(layout), "--pairs", str(tmp_path / "pairs.parquet")]
+    assert main([*mosaic, "--png-dir", str(tmp_path / "png"), "--draw", "0"]) == 0
+    out = tmp_path / "folds.csv"
+    folds = ["folds", *args, "--out", str(out), "--n-folds", "2", "--stratify", "mosaic"]
+    assert main([*folds, "--layout", str(layout)]) == 0
+    table = pd.read_csv(out, dtype={"id": str}).merge(pd.read_parquet(layout), on="id")
+    assert (table.groupby("mosaic_id")["fold"].nunique() == 1).all()
+    assert sorted(table["fold"].unique()) == [0, 1]
+    assert main([*folds]) == 2  # no layout: one line naming --layout

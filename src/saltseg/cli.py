@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--n-folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stratify", default="depth", help="depth or coverage")
+    p.add_argument("--stratify", default="depth", help="depth, coverage or mosaic")
+    p.add_argument("--layout", help="mosaic tiles.parquet (for --stratify mosaic)")
     p.add_argument("--tile-size", type=int, default=101)
 
     p = sub.add_parser("train", help="train one fold of one model")
@@ -258,6 +259,7 @@ def _folds(args: argparse.Namespace) -> None:
         seed=args.seed,
         stratify=args.stratify,
         tile=args.tile_size,
+        layout=args.layout,
     )
 
 

@@ -51,6 +51,15 @@ wildcard_constraints:
     fold="|".join(map(str, FOLDS)),  # fold7 with n_folds 5 is planned by no rule
 
 
+def mosaic_layout(wildcards):
+    """The mosaic layout, which mosaic-aware folds (``folds.stratify: mosaic``) are built from."""
+    return (
+        ["results/mosaic/tiles.parquet"]
+        if config["folds"]["stratify"] == "mosaic"
+        else []
+    )
+
+
 def model_json(wildcards):
     """The model's resolved parameters as one JSON string (a changed value reruns the model)."""
     return json.dumps(model_params(config, wildcards.model), sort_keys=True)

@@ -19,7 +19,8 @@ rule synthetic_data:
 
 rule folds:
     input:
-        DATA_DIR,
+        data=DATA_DIR,
+        layout=mosaic_layout,
     output:
         "results/folds.csv",
     log:
@@ -30,9 +31,13 @@ rule folds:
         "../../envs/saltseg.yaml"
     params:
         folds=config["folds"],
+        layout=lambda wildcards, input: (
+            f"--layout {input.layout}" if input.layout else ""
+        ),
         seed=config["seed"],
         tile=config["tile_size"],
     shell:
-        "python -m saltseg folds --data-dir {input} --out {output} --n-folds {params.folds[n_folds]}"
-        " --stratify {params.folds[stratify]} --seed {params.seed} --tile-size {params.tile}"
-        " > {log} 2>&1"
+        "python -m saltseg folds --data-dir {input.data} --out {output}"
+        " --n-folds {params.folds[n_folds]} --stratify {params.folds[stratify]}"
+        " --seed {params.seed} --tile-size {params.tile}"
+        " {params.layout} > {log} 2>&1"

@@ -2,20 +2,54 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 from saltseg.data import kaggle
 from saltseg.data.folds import make_folds, read_folds
 from saltseg.errors import InputError
 from saltseg.io import write_csv
 
 
-def folds(data_dir: str, out: str, n_folds: int, seed: int, stratify: str, tile: int) -> None:
-    """Write ``folds.csv`` (id, fold) for the labelled tiles."""
-    masks = None
-    if stratify == "coverage":
+def folds(
+    data_dir: str,
+    out: str,
+    n_folds: int,
+    seed: int,
+    stratify: str,
+    tile: int,
+    layout: str | None = None,
+) -> None:
+    """Write ``folds.csv`` (id, fold) for the labelled tiles.
+
+    ``stratify="mosaic"`` reads the mosaic of every tile from ``layout`` (the mosaic rule's
+    ``tiles.parquet``).
+    """
+    masks, groups = None, None
+    if stratify in ("coverage", "mosaic"):
         masks = kaggle.load_train(data_dir, tile).masks
     ids = kaggle.train_ids(data_dir)
-    frame = make_folds(ids, kaggle.read_depths(data_dir, ids), n_folds, seed, stratify, masks)
-    write_csv(out, frame)
+    if stratify == "mosaic":
+        groups = mosaic_of(layout, ids)
+    depths = kaggle.read_depths(data_dir, ids)
+    write_csv(out, make_folds(ids, depths, n_folds, seed, stratify, masks, groups))
+
+
+def mosaic_of(layout: str | None, ids: list[str]) -> np.ndarray:
+    """The mosaic id of every tile of ``ids``, from a mosaic ``tiles.parquet``."""
+    if layout is None:
+        raise InputError("--layout", "expected the mosaic tiles.parquet for stratify mosaic")
+    try:
+        table = pd.read_parquet(layout, columns=["id", "mosaic_id"]).set_index("id")["mosaic_id"]
+    except (OSError, ValueError, KeyError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(
+            layout, f"expected a mosaic layout with id, mosaic_id ({reason})"
+        ) from None
+    missing = [i for i in ids if i not in table.index]
+    if missing:
+        raise InputError(layout, f"expected a mosaic for every train id, {missing[0]!r} has none")
+    return table.loc[ids].to_numpy()
 
 
 def split(data_dir: str, folds_csv: str, fold: int, n_folds: int, tile: int):
