@@ -131,6 +131,12 @@ def test_a_lookalike_competes_for_one_cell(cut):
     assert len(placed) == 2  # two different cells: no cell holds two tiles
     sizes = tiles.groupby("mosaic_id").size()
     assert sorted(sizes[cell["mosaic_id"]].tolist()) == [1, 20]  # one wins, the other is alone
+    # its left and right seams are ambiguous (the lookalike offers the same left and right
+    # borders; its top and bottom rows differ): not mutual
+    near = pairs["id_a"].isin([ids[target], "fake"]) | pairs["id_b"].isin([ids[target], "fake"])
+    side = near & (pairs["kind"] == "lr")
+    assert side.any() and not pairs.loc[side, "mutual"].any()
+    assert pairs.loc[~near, "mutual"].mean() > 0.9
 
 
 def test_blank_tiles_are_never_matched(cut):
@@ -162,7 +168,8 @@ def test_output_types_and_determinism(cut):
     tiles2, pairs2 = assemble(ids, images)
     pd.testing.assert_frame_equal(tiles1, tiles2)
     pd.testing.assert_frame_equal(pairs1, pairs2)
-    assert list(pairs1.columns) == ["id_a", "id_b", "kind", "score", "ratio", "joined"]
+    assert list(pairs1.columns) == ["id_a", "id_b", "kind", "score", "ratio", "joined", "mutual"]
+    assert (pairs1["mutual"] == (pairs1["ratio"] < 0.99)).all() and pairs1["mutual"].dtype == bool
     assert set(pairs1["kind"]) == {"lr", "tb"}
     assert pairs1["joined"].dtype == bool and pairs1["score"].dtype == np.float64
     assert pairs1["joined"].sum() == len(tiles1) - tiles1["mosaic_id"].nunique()  # a forest

@@ -40,6 +40,7 @@ from saltseg.mosaic.seams import (
 __all__ = ["AssemblyParams", "assemble", "find_pairs", "fit_predictor", "is_blank", "seam_index"]
 
 _STEP = {"lr": (1, 0), "tb": (0, 1)}
+MUTUAL = 0.99  # ratio below which a seam's two tiles are each other's clear nearest match
 _AROUND = (
     ((-1, 0), "lr", False),
     ((1, 0), "lr", True),
@@ -214,8 +215,13 @@ def assemble(
         tile units, y down, each mosaic's minimum x and y are 0); one row per input id, sorted by
         mosaic_id, y, x; a tile without neighbours is a mosaic of its own. ``pairs``: every two
         neighbouring tiles of the layout: id_a, id_b, kind (``"lr"``: b right of a; ``"tb"``: b
-        below a), score and ratio of their seam (NaN where a border carries no evidence), and
-        joined (True for the seam whose candidate made the join, False for seams it implied).
+        below a), score and ratio of their seam (NaN where a border carries no evidence), joined
+        (True for the seam whose candidate made the join, False for seams it implied) and
+        mutual. The ratio is the seam's confidence: sqrt(score over the best alternative of
+        either tile), below 1 when each tile is the other's nearest match on that side;
+        ``mutual`` asks for a clear margin (ratio below ``MUTUAL``, the seam 2 % closer than any
+        alternative), so exact lookalikes (ratio 1 up to rounding) are not mutual. A context
+        model should trust a neighbour only below a chosen ratio.
 
     Raises:
         InputError: the images are not (N, H, W), or the ids are not one unique id per image.
@@ -269,6 +275,7 @@ def _tables(
             "score": score,
             "ratio": ratio,
             "joined": np.array([p in joined for p in pair_rows], bool),
+            "mutual": np.nan_to_num(ratio, nan=np.inf) < MUTUAL,
         }
     )
     return tiles, pairs
