@@ -42,6 +42,7 @@ OTHERS = {  # cases kept where they were written first
         "test_mask_png_that_disagrees_with_rle": "corrupt inputs",
         "test_rle_that_runs_out_of_the_tile": "corrupt inputs",
         "test_empty_train_csv": "corrupt inputs",
+        "test_a_colour_tile_becomes_its_luminance_not_one_channel": "corrupt inputs",
     },
     "tests/test_resume_kill.py": {
         "test_killed_training_resumes_from_its_checkpoint": "kills",
@@ -50,12 +51,28 @@ OTHERS = {  # cases kept where they were written first
         "test_a_bad_config_value_stops_with_one_line": "corrupt inputs",
         "test_a_missing_data_dir_stops_with_one_line": "corrupt inputs",
     },
+    "tests/test_cli.py": {  # an output folder that cannot be made: one line, exit status 2
+        "test_an_unwritable_output_is_one_line_naming_it": "disk full",
+    },
+    "tests/test_folds.py": {
+        "test_a_fold_outside_n_folds_is_refused_before_anything_is_read": "corrupt inputs",
+    },
+    "tests/test_sections.py": {
+        "test_bad_input_stops_with_one_line_and_writes_nothing": "corrupt inputs",
+        "test_threshold_resolution_names_the_option_and_warns_on_fallback": "corrupt inputs",
+        "test_a_blend_folder_uses_its_members_weights_and_threshold": "corrupt inputs",
+    },
+    "tests/test_probs.py": {
+        "test_nan_probabilities_fail_and_leave_the_old_file": "corrupt inputs",
+    },
 }
 FULL = {  # need tests/test_workflow.py's complete DAG run (its module fixture) first
     "tests/test_workflow.py": {
         "test_a_changed_model_value_reruns_that_model_and_what_follows": "invalidation",
         "test_one_fold_target_rebuilds_that_fold_alone": "invalidation",
         "test_nothing_to_do_after_a_run": "invalidation",
+        "test_speed_settings_rerun_nothing": "invalidation",
+        "test_a_fold_outside_n_folds_is_planned_by_no_rule": "corrupt inputs",
     },
 }
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import albumentations as A
 import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from albumentations.augmentations.geometric import functional as fgeometric
 
 from saltseg.data.augment import build_augment
@@ -17,20 +20,8 @@ from saltseg.data.batch_augment import (
     warp,
 )
 
-# the default config's list
-DEFAULT = [
-    {"name": "HorizontalFlip", "p": 0.5},
-    {"name": "RandomBrightnessContrast", "brightness_limit": 0.2, "contrast_limit": 0.0, "p": 0.2},
-    {"name": "RandomBrightnessContrast", "brightness_limit": 0.0, "contrast_limit": 0.2, "p": 0.1},
-    {
-        "name": "Affine",
-        "translate_percent": [-0.1625, 0.1625],
-        "scale": [0.4, 1.6],
-        "rotate": 0,
-        "border_mode": 4,
-        "p": 0.7,
-    },
-]
+# the default config's list: flip, brightness, contrast, Affine with reflected borders
+DEFAULT = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())["augment"]
 
 
 def smooth_tiles(n: int, size: int = 101, seed: int = 0) -> np.ndarray:
