@@ -100,7 +100,8 @@ def main() -> None:
     table = {f: {**OTHERS.get(f, {}), **(FULL.get(f, {}) if args.full else {})} for f in OTHERS}
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *node_ids(table)]
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        command += ["-m", "slow or not slow", *node_ids(table)]  # the slow cases too
         start = time.perf_counter()
         run = subprocess.run([*command, f"--junitxml={junit}"], cwd=REPO)
         wall = time.perf_counter() - start
