@@ -8,6 +8,7 @@ is far below what thresholds or blends resolve.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,23 @@ class Cut:
     def of(cls, cut: Cut | float) -> Cut:
         """A cut as is, or a bare threshold as a cut without an area rule."""
         return cut if isinstance(cut, Cut) else cls(float(cut))
+
+    @classmethod
+    def read(cls, cv_json: str | Path, pixels: bool = False) -> Cut:
+        """The OOF-tuned cut of a ``cv.json``: threshold and minimum area for tiles, or with
+        ``pixels`` the threshold tuned without an area rule (``threshold_pixels``, for maps
+        without tiles such as whole sections).
+
+        Raises:
+            InputError: the file is missing or holds no threshold.
+        """
+        try:
+            cv = json.loads(Path(cv_json).read_text())
+            if pixels:
+                return cls(float(cv.get("threshold_pixels", cv["threshold"])))
+            return cls(float(cv["threshold"]), int(cv.get("min_area", 0)))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise InputError(cv_json, "expected a cv.json with a tuned threshold") from None
 
 
 def binarize(maps: np.ndarray, images: np.ndarray, cut: Cut | float) -> np.ndarray:

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from saltseg.errors import InputError
 from saltseg.inference.predict import TTA, load_snapshots, predict_ensemble
 from saltseg.io import atomic_dir, write_json
+from saltseg.probs import Cut
 from saltseg.runtime.device import Runtime, resolve_runtime
 from saltseg.sections.io import PERCENTILES, Section, open_section, write_overlay, write_segy_like
 from saltseg.sections.stitch import count_tiles, stitch
@@ -135,16 +136,11 @@ def resolve_threshold(
     if threshold == "fixed":
         return 0.5, "fixed"
     if threshold == "tuned":
-        if cv is not None and not Path(cv).is_file():
-            raise InputError(cv, "expected a cv.json with a tuned threshold (--cv)")
-        candidates = [Path(models_dir) / "ensemble" / "cv.json", Path(models_dir) / "cv.json"]
-        for path in [Path(cv)] if cv is not None else candidates:
+        if cv is not None:
+            return Cut.read(cv, pixels=True).threshold, str(cv)
+        for path in (Path(models_dir) / "ensemble" / "cv.json", Path(models_dir) / "cv.json"):
             if path.is_file():
-                try:
-                    scores = json.loads(path.read_text())
-                    return float(scores.get("threshold_pixels", scores["threshold"])), str(path)
-                except (ValueError, KeyError, TypeError):
-                    raise InputError(path, "expected a cv.json with a threshold") from None
+                return Cut.read(path, pixels=True).threshold, str(path)
         print(
             f"saltseg predict-section: warning: {models_dir}: no cv.json, so no tuned threshold;"
             " using 0.5",

@@ -23,10 +23,7 @@ log = logging.getLogger(__name__)
 def threshold_for(mode: str, cv_json: str) -> probs_io.Cut:
     """The binarisation: ``fixed`` is 0.5 with no area rule (the winners), ``tuned`` the
     OOF-best threshold and minimum mask area of ``cv_json``."""
-    if mode == "fixed":
-        return probs_io.Cut()
-    cv = json.loads(Path(cv_json).read_text())
-    return probs_io.Cut(float(cv["threshold"]), int(cv.get("min_area", 0)))
+    return probs_io.Cut() if mode == "fixed" else probs_io.Cut.read(cv_json)
 
 
 def mosaic(data_dir: str, tile: int, tiles_out: str, pairs_out: str, png_dir: str, n_draw: int):
