@@ -61,6 +61,7 @@ OTHERS = {  # cases kept where they were written first
         "test_bad_input_stops_with_one_line_and_writes_nothing": "corrupt inputs",
         "test_threshold_resolution_names_the_option_and_warns_on_fallback": "corrupt inputs",
         "test_a_blend_folder_uses_its_members_weights_and_threshold": "corrupt inputs",
+        "test_a_nan_band_is_no_data_in_the_outputs": "corrupt inputs",
     },
     "tests/test_probs.py": {
         "test_nan_probabilities_fail_and_leave_the_old_file": "corrupt inputs",

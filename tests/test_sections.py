@@ -331,3 +331,21 @@ def test_a_blend_folder_uses_its_members_weights_and_threshold(tmp_path, models)
     (blend / "members.json").write_text(json.dumps({"members": [{"models": str(other / "x")}]}))
     with pytest.raises(InputError, match="members.json: expected members with models and weight"):
         predict("bad", runtime=CPU)
+
+
+def test_a_nan_band_is_no_data_in_the_outputs(tmp_path, models, section, capsys):
+    """NaN amplitudes: NaN probability, mask 0, counted in params.json and warned about."""
+    amp = amplitudes(section[0][:101, :202])
+    amp[40:50, :] = np.nan  # a dead band of 10 rows
+    np.save(tmp_path / "band.npy", amp)
+    info = predict_section(models, tmp_path / "band.npy", tmp_path / "out", runtime=CPU)
+    prob, mask = (
+        np.load(tmp_path / "out" / "probability.npy"),
+        np.load(tmp_path / "out" / "mask.npy"),
+    )
+    assert np.isnan(prob[40:50]).all() and not np.isnan(np.delete(prob, range(40, 50), 0)).any()
+    assert (mask[40:50] == 0).all()
+    assert info["nodata_pixels"] == 10 * 202
+    assert json.loads((tmp_path / "out" / "params.json").read_text())["nodata_pixels"] == 2020
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any("2020 pixels hold no data" in line for line in err)

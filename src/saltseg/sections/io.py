@@ -113,8 +113,13 @@ class Section:
 
     def image(self, k: int) -> np.ndarray:
         """Slice ``k`` as a scaled ``uint8`` image, depth down the rows."""
+        return self.image_and_nodata(k)[0]
+
+    def image_and_nodata(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Slice ``k`` as :meth:`image`, and where its amplitudes are NaN or inf (no data)."""
         raw = self.read(k)
-        return self.scaling.apply(raw.T if self.depth_last else raw)
+        raw = raw.T if self.depth_last else raw
+        return self.scaling.apply(raw), ~np.isfinite(raw)
 
     def store(self, out: np.ndarray, k: int, image: np.ndarray) -> None:
         """Write an image-layout result for slice ``k`` into ``out`` (shape :attr:`shape`)."""

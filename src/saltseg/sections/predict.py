@@ -222,8 +222,15 @@ def predict_section(
         }
         start = time.perf_counter()
         with atomic_dir(out_dir) as tmp:
-            _predict_slices(section, ensemble, tmp, stride, batch_size, cut, n_tiles)
+            nodata = _predict_slices(section, ensemble, tmp, stride, batch_size, cut, n_tiles)
+            params["nodata_pixels"] = nodata
             write_json(tmp / "params.json", params)
+        if nodata:
+            print(
+                f"saltseg predict-section: warning: {input_path}: {nodata} pixels hold no data"
+                " (NaN/inf amplitudes): NaN in probability, 0 in mask",
+                file=sys.stderr,
+            )
         seconds = time.perf_counter() - start
     pixels = int(np.prod(section.shape))
     rates = {"tiles_per_s": n_tiles / seconds, "pixels_per_s": pixels / seconds}
@@ -238,15 +245,21 @@ def _predict_slices(
     batch_size: int,
     cut: float,
     n_tiles: int,
-) -> None:
-    """Predict every slice, writing each into the output arrays as soon as it is done."""
+) -> int:
+    """Predict every slice, writing each into the output arrays as soon as it is done.
+
+    Pixels without data (NaN or inf amplitudes) get NaN probability and mask 0; returns their
+    count. They are predicted as the mid grey in between, so their neighbours keep a context."""
+    nodata = 0
     prob = np.lib.format.open_memmap(out / "probability.npy", "w+", np.float32, section.shape)
     mask = np.lib.format.open_memmap(out / "mask.npy", "w+", np.uint8, section.shape)
     with tqdm(total=n_tiles, unit="tile", disable=not sys.stderr.isatty()) as bar:
         for k in range(section.n_slices):
-            image = section.image(k)
+            image, missing = section.image_and_nodata(k)
             predict = functools.partial(ensemble, batch_size=batch_size)
             probs = stitch(image, predict, ensemble.tile, stride, batch_size, bar.update)
+            probs[missing] = np.nan
+            nodata += int(missing.sum())
             section.store(prob, k, probs)
             section.store(mask, k, (probs > cut).astype(np.uint8))
     prob.flush()
@@ -256,3 +269,4 @@ def _predict_slices(
         write_segy_like(section.segy, out / "mask.sgy", mask)
     if section.slice_axis is None:
         write_overlay(out / "overlay.png", image, probs > cut)
+    return nodata
