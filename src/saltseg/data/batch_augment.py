@@ -192,7 +192,7 @@ def _affine_args(item: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if item.get("border_mode", 0) == 0 and (item.get("fill", 0) or item.get("fill_mask", 0)):
         return None
-    (scale_x, scale_y) = _axes(item.get("scale", 1.0), around=1.0)
+    scale_x, scale_y = _axes(item.get("scale", 1.0), around=1.0)
     tx, ty = _axes(item.get("translate_percent") or 0.0)
     shear_x, shear_y = _axes(item.get("shear", 0.0))
     return {

@@ -124,7 +124,7 @@ def fit(
         while epoch < (phase["epochs"] or 1):
             epoch_seed = seed * 100_003 + p * 1_009 + epoch
             loader.generator.manual_seed(epoch_seed)
-            if batch_augment is None and dataset.augment is not None:
+            if dataset.augment is not None:  # None on the batch path
                 dataset.augment.set_random_seed(epoch_seed)
             model.train()
             row = {"phase": p, "epoch": epoch, "data": data, "lr": optimizer.param_groups[0]["lr"]}
