@@ -42,6 +42,19 @@ from default_dag import machine  # noqa: E402  (bench/ is no package)
 FLIP = [{"name": "HorizontalFlip", "p": 0.5}]
 WIDE = [128, 64, 32, 16, 16]
 R10 = {"encoder_name": "resnet10t", "pretrained": "none", "decoder_channels": [64, 32, 16, 8, 8]}
+HALF = {"channels": [32, 64, 128, 256], "stem_width": 16}  # resnet10t at half width
+SHIFT_SCALE = [  # a moderate version of the seed's list: small shifts and zooms, mild brightness
+    *FLIP,
+    {
+        "name": "Affine",
+        "translate_percent": [-0.1, 0.1],
+        "scale": [0.9, 1.2],
+        "rotate": 0,
+        "border_mode": 4,
+        "p": 0.5,
+    },
+    {"name": "RandomBrightnessContrast", "brightness_limit": 0.1, "contrast_limit": 0.1, "p": 0.3},
+]
 
 
 def phase(minutes: float, **kw) -> dict:
@@ -57,13 +70,13 @@ def phase(minutes: float, **kw) -> dict:
     }
 
 
-def unet(lever: str, phases: list[dict], **model) -> dict:
+def unet(lever: str, phases: list[dict], augment: list[dict] = FLIP, **model) -> dict:
     """A variant: the resnet10t U-Net with ``model`` overrides, flips, validated at phase ends."""
     return {
         "lever": lever,
         "arch": "unet",
         "model": {**R10, **model},
-        "augment": FLIP,
+        "augment": augment,
         "val_every": 1000,
         "phases": phases,
     }
@@ -124,6 +137,28 @@ def variants(budget: float) -> dict[str, dict]:
             **at64,
             empty_head=True,
             decoder_channels=WIDE,
+        ),
+        "aug64": unet(
+            "+ shifts, zooms and brightness (batch augmentation) on base64_lovasz_empty",
+            two_phases(budget, **empty),
+            SHIFT_SCALE,
+            **at64,
+            empty_head=True,
+        ),
+        "half128": unet(
+            "full resolution (pad 128) with resnet10t at half width: 0.8x base64's speed",
+            two_phases(budget, **empty),
+            pad_to=128,
+            empty_head=True,
+            encoder_args=HALF,
+        ),
+        "half128_aug": unet(
+            "half128 with the shifts, zooms and brightness of aug64",
+            two_phases(budget, **empty),
+            SHIFT_SCALE,
+            pad_to=128,
+            empty_head=True,
+            encoder_args=HALF,
         ),
         "base64_lovasz_ema_empty": unet(
             "+ EMA and the empty-tile head together",

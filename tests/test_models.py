@@ -44,6 +44,19 @@ def test_stride1_stem_refuses_encoders_without_a_resnet_stem(name):
         TimmEncoder("resnet10t", stem="stride4")
 
 
+def test_encoder_args_set_the_widths():
+    half = {"channels": [32, 64, 128, 256], "stem_width": 16}
+    encoder = TimmEncoder("resnet10t", encoder_args=half)
+    features = encoder(torch.randn(1, 1, 128, 128))
+    # resnet10t's deep-tiered stem ends at 2 * stem_width channels, then the four stages
+    assert encoder.out_channels == [f.shape[1] for f in features] == [32, 32, 64, 128, 256]
+    assert encoder.model.conv1[0].out_channels == 3 * 16 // 4  # timm's tiered stem: 3/4 width
+    model = build_model(
+        "unet", 101, encoder_name="resnet10t", decoder_channels=[8] * 5, encoder_args=half
+    )
+    assert model(torch.randn(2, 1, 101, 101)).shape == (2, 1, 101, 101)
+
+
 def test_stride1_stem_keeps_pretrained_weights(tmp_path):
     source = timm.create_model("resnet18", pretrained=False, in_chans=3)
     path = tmp_path / "weights.pth"

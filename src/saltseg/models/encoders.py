@@ -35,6 +35,9 @@ class TimmEncoder(nn.Module):
         stem: ``default`` keeps timm's stem; ``stride1`` applies :func:`stride1_stem` (first
             convolution at stride 1 with a 3x3 kernel, first max-pool removed), dividing every
             reduction by 4 so a 128 input keeps its resolution in the first stages.
+        encoder_args: extra keyword arguments of the timm model, e.g. ``{channels: [32, 64, 128,
+            256], stem_width: 16}`` for a ResNet at half width (pretrained weights then no longer
+            fit, so use it with ``pretrained: none``).
     Shape:
         ``(B, in_channels, H, W)`` → ``[(B, out_channels[i], H / reductions[i], W / ...)]``.
     """
@@ -46,6 +49,7 @@ class TimmEncoder(nn.Module):
         pretrained: str = "none",
         depth: int = 5,
         stem: str = "default",
+        encoder_args: dict | None = None,
     ) -> None:
         super().__init__()
         if encoder_name not in timm.list_models():
@@ -56,6 +60,7 @@ class TimmEncoder(nn.Module):
             "features_only": True,
             "in_chans": in_channels,
             "out_indices": tuple(range(depth)),
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in (encoder_args or {}).items()},
         }
         self.name, self.in_channels = encoder_name, in_channels
         self.model = create_timm(encoder_name, pretrained, kwargs)

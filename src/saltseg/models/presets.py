@@ -31,6 +31,7 @@ def assemble(
     pretrained: str = "none",
     in_channels: int = 1,
     stem: str = "default",
+    encoder_args: dict[str, Any] | None = None,
     resize_to: int | None = None,
     pad_to: int | None = None,
     center: str = "none",
@@ -53,6 +54,7 @@ def assemble(
         pretrained: ``none``, ``imagenet`` or a local weights file.
         in_channels: input channels (1 for seismic tiles).
         stem: ``default`` or ``stride1`` (3x3 stride-1 first conv, no first max-pool).
+        encoder_args: extra keyword arguments of the timm encoder (``channels``, ``stem_width``).
         resize_to: side after bilinear resizing; ``None`` keeps ``tile``.
         pad_to: side after reflect padding (a multiple of the encoder stride); ``None`` keeps
             ``resize_to``.
@@ -73,7 +75,9 @@ def assemble(
     """
     if decoder not in DECODERS:
         raise InputError("decoder", f"expected one of {', '.join(DECODERS)}, got {decoder!r}")
-    encoder = TimmEncoder(encoder_name, in_channels, pretrained, stem=stem)
+    encoder = TimmEncoder(
+        encoder_name, in_channels, pretrained, stem=stem, encoder_args=encoder_args
+    )
     resize_to = resize_to or tile
     geometry = Geometry(tile, resize_to, pad_to or resize_to, encoder.output_stride)
     mid = build_center(center, encoder.out_channels[-1], center_channels, gcn_kernel)
