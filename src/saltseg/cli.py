@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--pseudo", help="this fold's pseudo-labels (for phases with data: *pseudo)")
+    p.add_argument("--context", help="the context rule's windows (models with context)")
     p.add_argument("--out-dir", required=True)
 
     p = sub.add_parser("predict", help="predict one fold's model on its OOF and the test tiles")
@@ -85,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--oof", required=True)
     p.add_argument("--test", required=True)
+    p.add_argument("--context", help="the context rule's windows (models with context)")
 
     _combine_args(sub.add_parser("merge", help="join fold OOF maps, average fold test maps"))
     p = sub.add_parser("ensemble", help="weighted average of several models' OOF and test maps")
@@ -99,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", required=True, help="out: neighbouring pairs and scores (parquet)")
     p.add_argument("--png-dir", required=True, help="out: drawings of the largest mosaics")
     p.add_argument("--draw", type=int, default=5, help="how many of the largest to draw")
+
+    p = sub.add_parser("context", help="cache each tile's window with its mosaic neighbours")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--layout", required=True, help="mosaic tiles.parquet")
+    p.add_argument("--pairs", required=True, help="mosaic pairs.parquet (seam ratios)")
+    p.add_argument("--margin", type=int, required=True, help="context pixels on each side")
+    p.add_argument("--max-ratio", type=float, default=1.0, help="trust seams below this ratio")
+    p.add_argument("--out", required=True, help="out: the windows (.npz)")
 
     p = sub.add_parser("postprocess", help="binarise test maps, apply mosaic rules if OOF gains")
     p.add_argument("--data-dir", required=True)
@@ -280,6 +291,7 @@ def _train(args: argparse.Namespace) -> None:
             out_dir=args.out_dir,
             workers=args.workers,
             pseudo=args.pseudo,
+            context=args.context,
         )
 
 
@@ -300,6 +312,7 @@ def _predict(args: argparse.Namespace) -> None:
             batch_size=args.batch_size,
             oof_out=args.oof,
             test_out=args.test,
+            context=args.context,
         )
 
 
@@ -343,6 +356,20 @@ def _mosaic(args: argparse.Namespace) -> None:
         pairs_out=args.pairs,
         png_dir=args.png_dir,
         n_draw=args.draw,
+    )
+
+
+def _context(args: argparse.Namespace) -> None:
+    from saltseg import steps
+
+    steps.context_windows(
+        args.data_dir,
+        args.tile_size,
+        layout=args.layout,
+        pairs=args.pairs,
+        margin=args.margin,
+        max_ratio=args.max_ratio,
+        out=args.out,
     )
 
 
@@ -478,6 +505,7 @@ COMMANDS = {
     "mosaic": _mosaic,
     "postprocess": _postprocess,
     "pseudo": _pseudo,
+    "context": _context,
     "submit": _submit,
     "summary": _summary,
     "plot-curves": _plot_curves,

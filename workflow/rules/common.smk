@@ -49,6 +49,7 @@ wildcard_constraints:
     stage="|".join(STAGES),
     model="|".join(config["models"]),
     fold="|".join(map(str, FOLDS)),  # fold7 with n_folds 5 is planned by no rule
+    margin=r"[1-9]\d*",
 
 
 def mosaic_layout(wildcards):
@@ -117,6 +118,22 @@ def stage_fold_outputs(name):
     return files
 
 
+def context_files(model):
+    """The context windows of a model with ``context: {margin}`` (none without)."""
+    margin = model_params(config, model)["model"].get("context", {}).get("margin", 0)
+    return [f"results/context/margin{margin}.npz"] if margin else []
+
+
+def model_context(wildcards):
+    """Input function: the context windows of the job's model (see context_files)."""
+    return context_files(wildcards.model)
+
+
+def context_arg(wildcards, input):
+    """``--context FILE`` for a job whose model reads context windows."""
+    return f"--context {input.context}" if input.context else ""
+
+
 def fold_pseudo(wildcards):
     """This fold's pseudo-labels from the previous stage (none for stage 1): made only by that
     stage's models of the same fold, which never saw the fold's validation tiles."""
@@ -142,9 +159,10 @@ def run_benchmarks(wildcards):
         jobs += [f"pseudo_fold/{source}_fold{fold}" for fold in FOLDS if source]
         for model in models:
             jobs += [f"merge_folds/{stage}_{model}", f"report_curves/{stage}_{model}"]
+            jobs += [f"context/{Path(path).stem}" for path in context_files(model)]
             jobs += [
                 f"{rule}/{stage}_{model}_fold{k}"
                 for rule in ("train", "predict")
                 for k in FOLDS
             ]
-    return [f"results/benchmarks/{job}.tsv" for job in jobs]
+    return [f"results/benchmarks/{job}.tsv" for job in sorted(set(jobs))]

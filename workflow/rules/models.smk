@@ -8,6 +8,7 @@ rule train:
         data=DATA_DIR,
         folds="results/folds.csv",
         pseudo=fold_pseudo,
+        context=model_context,
     output:
         model="results/{stage}/{model}/fold{fold}/model.pt",
         metrics="results/{stage}/{model}/fold{fold}/metrics.json",
@@ -32,12 +33,14 @@ rule train:
         pseudo=lambda wildcards, input: (
             f"--pseudo {input.pseudo}" if input.pseudo else ""
         ),
+        context=context_arg,
     shell:
         "python -m saltseg train --data-dir {input.data} --folds {input.folds} --fold {wildcards.fold}"
         " --n-folds {params.n_folds} --tile-size {params.tile} --params {params.model:q}"
         " --seed {params.seed} --device {params.numerics[device]} --amp {params.numerics[amp]}"
         " --channels-last {params.numerics[channels_last]} --threads {threads}"
         " --workers {params.numerics[workers]} --compile {resources.compile} {params.pseudo}"
+        " {params.context}"
         " --out-dir {params.out_dir}"
         " > {log} 2>&1"
 
@@ -47,6 +50,7 @@ rule predict:
         data=DATA_DIR,
         folds="results/folds.csv",
         model="results/{stage}/{model}/fold{fold}/model.pt",
+        context=model_context,
     output:
         oof="results/{stage}/{model}/fold{fold}/oof.parquet",
         test="results/{stage}/{model}/fold{fold}/test.parquet",
@@ -65,13 +69,14 @@ rule predict:
         tile=config["tile_size"],
         numerics=NUMERICS,
         tta=",".join(config["predict"]["tta"]),
+        context=context_arg,
     shell:
         "python -m saltseg predict --model {input.model} --data-dir {input.data} --folds {input.folds}"
         " --fold {wildcards.fold} --n-folds {params.n_folds} --tile-size {params.tile}"
         " --device {params.numerics[device]} --amp {params.numerics[amp]}"
         " --channels-last {params.numerics[channels_last]} --threads {threads}"
         " --tta {params.tta} --batch-size {resources.batch_size}"
-        " --oof {output.oof} --test {output.test} > {log} 2>&1"
+        " --oof {output.oof} --test {output.test} {params.context} > {log} 2>&1"
 
 
 rule merge_folds:

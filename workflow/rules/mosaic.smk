@@ -25,6 +25,28 @@ rule mosaic:
         " --draw {params.draw} > {log} 2>&1"
 
 
+rule context:
+    input:
+        data=DATA_DIR,
+        layout="results/mosaic/tiles.parquet",
+        pairs="results/mosaic/pairs.parquet",
+    output:
+        "results/context/margin{margin}.npz",
+    log:
+        "results/logs/context/margin{margin}.log",
+    benchmark:
+        "results/benchmarks/context/margin{margin}.tsv"
+    conda:
+        "../../envs/saltseg.yaml"
+    params:
+        tile=config["tile_size"],
+        max_ratio=config["mosaic"]["trust_ratio"],
+    shell:
+        "python -m saltseg context --data-dir {input.data} --tile-size {params.tile}"
+        " --layout {input.layout} --pairs {input.pairs} --margin {wildcards.margin}"
+        " --max-ratio {params.max_ratio} --out {output} > {log} 2>&1"
+
+
 rule postprocess:
     input:
         data=DATA_DIR,

@@ -28,19 +28,20 @@ def predict_probs(
     batch_size: int = 64,
     tta: tuple[str, ...] = ("none",),
 ) -> np.ndarray:
-    """Sigmoid probabilities ``(N, H, W) float32`` of ``model`` on ``(N, H, W) uint8`` tiles.
+    """Sigmoid probabilities ``(N, T, T) float32`` of ``model`` on ``(N, H, W) uint8`` inputs.
 
-    Each TTA transform is applied to the input and inverted on the output; probabilities (not
-    logits) are averaged.
+    ``T`` is the model's tile (``H`` itself, or less for context windows). Each TTA transform is
+    applied to the input and inverted on the output; probabilities (not logits) are averaged.
     """
     unknown = set(tta) - set(TTA)
     if unknown:
         raise InputError("tta", f"expected names from {', '.join(TTA)}, got {sorted(unknown)}")
     model.eval()
-    out = np.empty(images.shape, dtype=np.float32)
+    side = getattr(getattr(model, "geometry", None), "tile", images.shape[-1])
+    out = np.empty((len(images), side, side), dtype=np.float32)
     for start in range(0, len(images), batch_size):
         x = runtime.to(to_tensor(images[start : start + batch_size]))
-        total = torch.zeros((len(x), 1, *x.shape[-2:]), device=runtime.device)
+        total = torch.zeros((len(x), 1, side, side), device=runtime.device)
         for name in tta:
             forward, back = TTA[name]
             with runtime.autocast():

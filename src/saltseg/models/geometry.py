@@ -12,22 +12,36 @@ from saltseg.errors import InputError
 class Geometry(nn.Module):
     """Resize a tile to ``resize_to``, then reflect-pad it to ``pad_to``; invert both on the output.
 
+    With a context ``margin`` the input is a window of ``tile + 2 * margin`` (the tile and the
+    pixels of its neighbours, :mod:`saltseg.mosaic.context`): it is resized by the same factor
+    (``margin`` becomes ``round(margin * resize_to / tile)``), padded to ``pad_to``, and the output
+    is cut to the central tile.
+
     Args:
-        tile: side of the input tiles (101 in the competition).
-        resize_to: side after bilinear resizing (``tile`` for no resize).
-        pad_to: side after reflect padding (``resize_to`` for no padding); must be a multiple of
-            ``stride`` so every encoder stage halves cleanly.
+        tile: side of the tiles (101 in the competition).
+        resize_to: side of the tile after bilinear resizing (``tile`` for no resize).
+        pad_to: side after reflect padding (``resize_to`` plus twice the resized margin for no
+            padding); must be a multiple of ``stride`` so every encoder stage halves cleanly.
         stride: the encoder's output stride.
+        margin: context pixels on each side of the tile in the input (0: the tile alone).
     Shape:
-        ``to_network``: ``(B, C, tile, tile) -> (B, C, pad_to, pad_to)``;
+        ``to_network``: ``(B, C, tile + 2 margin, ...) -> (B, C, pad_to, pad_to)``;
         ``to_tile``: ``(B, K, pad_to, pad_to) -> (B, K, tile, tile)``.
     """
 
-    def __init__(self, tile: int, resize_to: int, pad_to: int, stride: int = 32) -> None:
+    def __init__(
+        self, tile: int, resize_to: int, pad_to: int, stride: int = 32, margin: int = 0
+    ) -> None:
         super().__init__()
-        if resize_to < 1 or pad_to < resize_to:
+        if not 0 <= margin < tile:
+            raise InputError("context.margin", f"expected 0 <= margin < {tile}, got {margin}")
+        self.margin, self.scaled_margin = margin, round(margin * resize_to / tile)
+        self.window = resize_to + 2 * self.scaled_margin  # the resized input's side
+        if resize_to < 1 or pad_to < self.window:
             raise InputError(
-                "geometry", f"expected 1 <= resize_to <= pad_to, got {resize_to}, {pad_to}"
+                "geometry",
+                f"expected 1 <= resize_to + 2 x resized margin <= pad_to, got {resize_to}"
+                f" + 2 x {self.scaled_margin}, {pad_to}",
             )
         if pad_to % stride:
             suggestion = -(-pad_to // stride) * stride
@@ -36,12 +50,12 @@ class Geometry(nn.Module):
                 f"expected a multiple of the encoder stride {stride}, got {pad_to}"
                 f" (try {suggestion})",
             )
-        if pad_to - resize_to >= resize_to:
+        if pad_to - self.window >= self.window:
             raise InputError(
-                "geometry.pad_to", f"reflect padding needs pad_to < 2 * resize_to ({pad_to})"
+                "geometry.pad_to", f"reflect padding needs pad_to < 2 * {self.window} ({pad_to})"
             )
         self.tile, self.resize_to, self.pad_to = tile, resize_to, pad_to
-        total = pad_to - resize_to
+        total = pad_to - self.window
         self.pad = (total // 2, total - total // 2)
 
     def _resize(self, x: torch.Tensor, size: int) -> torch.Tensor:
@@ -50,11 +64,17 @@ class Geometry(nn.Module):
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._resize(x, self.resize_to)
+        if x.shape[-1] != self.tile + 2 * self.margin:
+            raise InputError(
+                "input",
+                f"expected {self.tile + 2 * self.margin} px inputs (tile {self.tile} + 2 x context"
+                f" margin {self.margin}), got {x.shape[-1]} (context models read the context file)",
+            )
+        x = self._resize(x, self.window)
         before, after = self.pad
         return F.pad(x, (before, after, before, after), mode="reflect") if after else x
 
     def to_tile(self, y: torch.Tensor) -> torch.Tensor:
-        before, after = self.pad
-        y = y[..., before : before + self.resize_to, before : before + self.resize_to]
+        start = self.pad[0] + self.scaled_margin
+        y = y[..., start : start + self.resize_to, start : start + self.resize_to]
         return self._resize(y, self.tile)

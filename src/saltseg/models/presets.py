@@ -44,6 +44,7 @@ def assemble(
     hypercolumn_channels: int = 64,
     deep_supervision: bool = False,
     empty_head: bool = False,
+    context: dict[str, int] | None = None,
 ) -> SegmentationModel:
     """Build a model from its parts.
 
@@ -70,6 +71,8 @@ def assemble(
         deep_supervision: add side outputs and an empty/non-empty classifier (training mode).
         empty_head: add only the empty/non-empty classifier on the center (training mode; an
             auxiliary task weighted by the phase's ``empty_weight``).
+        context: ``{margin: m}``: the input is the tile with ``m`` px of its mosaic neighbours
+            on each side (:mod:`saltseg.mosaic.context`); the output is the tile.
     Returns:
         A :class:`SegmentationModel` mapping ``(B, in_channels, tile, tile)`` to tile logits.
     """
@@ -79,7 +82,9 @@ def assemble(
         encoder_name, in_channels, pretrained, stem=stem, encoder_args=encoder_args
     )
     resize_to = resize_to or tile
-    geometry = Geometry(tile, resize_to, pad_to or resize_to, encoder.output_stride)
+    margin = (context or {}).get("margin", 0)
+    window = resize_to + 2 * round(margin * resize_to / tile)
+    geometry = Geometry(tile, resize_to, pad_to or window, encoder.output_stride, margin)
     mid = build_center(center, encoder.out_channels[-1], center_channels, gcn_kernel)
     channels = [*encoder.out_channels[:-1], mid.out_channels]
     if decoder == "gau":

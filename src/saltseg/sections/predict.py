@@ -89,6 +89,8 @@ class Ensemble:
         if len(tiles) != 1:
             raise InputError(root, f"expected models of one tile size, got {sorted(tiles)}")
         self.tile = tiles.pop()
+        if any(m[0].geometry.margin for folds in self.groups.values() for m in folds):
+            raise InputError(root, "expected models without context (predict-section cuts tiles)")
         self.runtime, self.tta = runtime, tuple(tta)
 
     def __call__(self, tiles: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -19,6 +19,7 @@ HOMES = {
     "score_oof": "ensembles",
     "summary": "finishing",
     "mosaic": "finishing",
+    "context_windows": "finishing",
     "postprocess": "finishing",
     "submit": "finishing",
     "threshold_for": "finishing",

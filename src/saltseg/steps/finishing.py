@@ -14,6 +14,7 @@ from saltseg import probs as probs_io
 from saltseg import rle
 from saltseg.data import kaggle
 from saltseg.data.folds import read_folds
+from saltseg.errors import InputError
 from saltseg.io import atomic_dir, atomic_path, write_csv, write_json
 from saltseg.metrics import bucket_scores, competition_metric
 
@@ -46,6 +47,39 @@ def mosaic(data_dir: str, tile: int, tiles_out: str, pairs_out: str, png_dir: st
     sizes = tiles["mosaic_id"].value_counts()
     log.info(
         "%d tiles, %d mosaics of 2+ tiles, largest %d", len(tiles), (sizes > 1).sum(), sizes.max()
+    )
+
+
+def context_windows(
+    data_dir: str, tile: int, layout: str, pairs: str, margin: int, max_ratio: float, out: str
+) -> None:
+    """Cache every train and test tile's context window (margin ``margin``) from the mosaic."""
+    from saltseg.mosaic.context import build_context
+
+    train, test = kaggle.load_train(data_dir, tile), kaggle.load_test(data_dir, tile)
+    tables = []
+    for path, columns in [
+        (layout, ["id", "mosaic_id", "x", "y"]),
+        (pairs, ["id_a", "id_b", "kind", "ratio"]),
+    ]:
+        try:
+            tables.append(pd.read_parquet(path, columns=columns))
+        except (OSError, ValueError, KeyError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise InputError(
+                path, f"expected the mosaic rule's parquet with {', '.join(columns)} ({reason})"
+            ) from None
+    images = np.concatenate([train.images, test.images])
+    context = build_context(train.ids + test.ids, images, *tables, margin, max_ratio)
+    context.write(out)
+    sides = (context.neighbours[:, [0, 1, 1, 2], [1, 0, 2, 1]] >= 0).sum()
+    log.info(
+        "%d windows of %d px; %d of %d sides come from a trusted neighbour (ratio < %g)",
+        len(images),
+        tile + 2 * margin,
+        sides,
+        4 * len(images),
+        max_ratio,
     )
 
 

@@ -15,9 +15,10 @@ import torch
 from saltseg import probs as probs_io
 from saltseg.data import kaggle
 from saltseg.errors import InputError
-from saltseg.inference.predict import load_snapshots, predict_ensemble
+from saltseg.inference.predict import load_snapshots, predict_ensemble, read_bundle
 from saltseg.io import atomic_path, write_csv, write_json
 from saltseg.models import build_model
+from saltseg.mosaic.context import Context
 from saltseg.pseudo import read_pseudo
 from saltseg.runtime.device import Runtime
 from saltseg.steps.fold_split import split
@@ -38,14 +39,18 @@ def train(
     out_dir: str,
     workers: int = 0,
     pseudo: str | None = None,
+    context: str | None = None,
 ) -> None:
     """Train one fold; write ``model.pt``, ``metrics.json``, ``history.csv`` and ``params.json``.
 
     ``pseudo`` is this fold's pseudo-label file (test tiles only, made by models that never saw
     the fold's validation tiles); phases with ``data: pseudo`` train on all of it, phases with
-    ``data: train+pseudo`` on the train tiles plus its rows dealt to this fold.
+    ``data: train+pseudo`` on the train tiles plus its rows dealt to this fold. ``context`` is
+    the context rule's file, for models with ``context: {margin}``: every image becomes its
+    window, and every training mask its window over the labelled tiles of the same source.
     """
     out = Path(out_dir)
+    windows = context_for(params["model"], context)
     train_tiles, val_tiles = split(data_dir, folds_csv, fold, n_folds, tile)
     sources = {"train": train_tiles}
     if pseudo is not None:
@@ -59,6 +64,9 @@ def train(
         raise InputError(
             "--pseudo", f"expected a pseudo-label file for phases with data {sorted(needed)}"
         )
+    if windows is not None:
+        sources = {name: windows.apply(t, labels=True) for name, t in sources.items()}
+        val_tiles = windows.apply(val_tiles)
     torch.manual_seed(seed + fold)
     model = build_model(params["arch"], tile, **params["model"])
     write_json(out / "params.json", {**params, "fold": fold, "seed": seed, "tile": tile})
@@ -90,6 +98,24 @@ def train(
     with atomic_path(out / "model.pt") as tmp:
         torch.save({**bundle, "snapshots": result["snapshots"]}, tmp)
     (out / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def context_for(model: dict[str, Any], path: str | None) -> Context | None:
+    """The context windows a model needs (None without ``context``), checked against its margin.
+
+    Raises:
+        InputError: the model has a context margin but no file was given, or the file's margin
+            differs.
+    """
+    margin = model.get("context", {}).get("margin", 0)
+    if not margin:
+        return None
+    if path is None:
+        raise InputError("--context", f"expected the context file of margin {margin}")
+    windows = Context.read(path)
+    if windows.margin != margin:
+        raise InputError(path, f"expected windows of margin {margin}, got {windows.margin}")
+    return windows
 
 
 def pseudo_tiles(
@@ -135,14 +161,19 @@ def predict(
     batch_size: int,
     oof_out: str,
     test_out: str,
+    context: str | None = None,
 ) -> None:
-    """Predict one fold's model on its validation tiles (OOF) and on all test tiles."""
+    """Predict one fold's model on its validation tiles (OOF) and on all test tiles (their
+    context windows for a model with ``context``)."""
     models = load_snapshots(model_pt, runtime)
+    windows = context_for(read_bundle(model_pt)["model"], context)
     _, val_tiles = split(data_dir, folds_csv, fold, n_folds, tile)
+    test = kaggle.load_test(data_dir, tile)
+    if windows is not None:
+        val_tiles, test = windows.apply(val_tiles), windows.apply(test)
     probs_io.write_probs(
         oof_out, val_tiles.ids, predict_ensemble(models, val_tiles.images, runtime, batch_size, tta)
     )
-    test = kaggle.load_test(data_dir, tile)
     probs_io.write_probs(
         test_out, test.ids, predict_ensemble(models, test.images, runtime, batch_size, tta)
     )

@@ -83,6 +83,7 @@ def fit(
         torch.set_rng_state(state["rng"])
         log.info("resuming at phase %d epoch %d from %s", state["phase"], state["epoch"], path)
     augment, batch_augment = _augmentations(params)
+    tile = model.geometry.tile  # masks given as context windows are cut to it for the loss
     val_every = params.get("val_every", 1)
     for p, phase in enumerate(params["phases"]):
         if p < state["phase"]:
@@ -128,7 +129,7 @@ def fit(
                 dataset.augment.set_random_seed(epoch_seed)
             model.train()
             row = {"phase": p, "epoch": epoch, "data": data, "lr": optimizer.param_groups[0]["lr"]}
-            row.update(_epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row, ema))
+            row.update(_epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row, ema, tile))
             plateau = phase.get("schedule") == "plateau"
             last = epoch + 1 == phase["epochs"]
             if plateau or not phase["epochs"] or last or (epoch + 1) % val_every == 0:
@@ -229,9 +230,14 @@ def train_step(forward, x, y, loss_fn, optimizer, scaler, runtime: Runtime) -> t
     return loss
 
 
-def _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row, ema) -> dict[str, float]:
+def _epoch(
+    forward, loader, loss_fn, optimizer, scaler, runtime, row, ema, tile: int
+) -> dict[str, float]:
     """One pass over the training set: mean loss, seconds, images/s, and the seconds the epoch
-    would take at the pace after its first step (``steady_seconds``: no warm-up, no compiling)."""
+    would take at the pace after its first step (``steady_seconds``: no warm-up, no compiling).
+
+    Masks wider than ``tile`` (context windows, augmented with their images) are cut to the
+    central tile, which is what the model outputs."""
     start, total, count = time.perf_counter(), 0.0, 0
     first_seconds, first_count = 0.0, 0
     batches = tqdm(
@@ -242,6 +248,9 @@ def _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row, ema) -> di
     )
     for x, y in batches:
         x, y = runtime.to(x), y.to(runtime.device, non_blocking=True)
+        if y.shape[-1] > tile:
+            start = (y.shape[-1] - tile) // 2
+            y = y[..., start : start + tile, start : start + tile]
         loss = train_step(forward, x, y, loss_fn, optimizer, scaler, runtime).item()
         if ema is not None:
             ema.update_parameters(forward)
