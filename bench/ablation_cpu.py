@@ -184,6 +184,46 @@ def score(truth: np.ndarray, blank: np.ndarray, probs: np.ndarray) -> dict:
     }
 
 
+def run_variant(
+    name: str, params: dict, train, val, blank: np.ndarray, runtime, groups: dict | None = None
+) -> dict:
+    """Train variant ``name`` on ``train`` within its budget and score it on ``val``.
+
+    The row holds the minutes, epochs, images/s and, with and without flip TTA, the scores of
+    :func:`score`, plus those of each subset of ``groups`` (name -> boolean mask over ``val``).
+    """
+    torch.manual_seed(0)
+    model = build_model(params["arch"], 101, **params["model"])
+    start = time.perf_counter()
+    work_dir = REPO / "results" / "ablation" / name
+    trained = fit(model, params, {"train": train}, val, runtime, work_dir, 0)
+    minutes = (time.perf_counter() - start) / 60
+    rows = {}
+    for tta in (("none",), ("none", "hflip")):
+        t0 = time.perf_counter()
+        probs = np.zeros(val.masks.shape, np.float32)
+        for state in trained["snapshots"]:
+            model.load_state_dict(state)
+            probs += predict_probs(model, val.images, runtime, 128, tta)
+        probs /= len(trained["snapshots"])
+        rows["+".join(tta)] = {
+            **score(val.masks, blank, probs),
+            "tiles_per_s": len(val) / (time.perf_counter() - t0),
+        }
+        for group, sel in (groups or {}).items():
+            rows["+".join(tta)][group] = score(val.masks[sel], blank[sel], probs[sel])
+    history = trained["history"]
+    return {
+        "variant": name,
+        "lever": params["lever"],
+        "train_minutes": round(minutes, 2),
+        "epochs": len(history),
+        "images_per_s": float(np.median([h["images_per_s"] for h in history])),
+        "scores": rows,
+        "params": params,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
@@ -208,37 +248,8 @@ def main() -> None:
     for name in names:
         if name in done:
             continue
-        params = table[name]
-        torch.manual_seed(0)
-        model = build_model(params["arch"], 101, **params["model"])
-        start = time.perf_counter()
-        work_dir = REPO / "results" / "ablation" / name
-        trained = fit(model, params, {"train": train}, val, runtime, work_dir, 0)
-        minutes = (time.perf_counter() - start) / 60
-        rows = {}
-        for tta in (("none",), ("none", "hflip")):
-            t0 = time.perf_counter()
-            probs = np.zeros(val.images.shape, np.float32)
-            for state in trained["snapshots"]:
-                model.load_state_dict(state)
-                probs += predict_probs(model, val.images, runtime, 128, tta)
-            probs /= len(trained["snapshots"])
-            rows["+".join(tta)] = {
-                **score(val.masks, blank, probs),
-                "tiles_per_s": len(val) / (time.perf_counter() - t0),
-            }
-        history = trained["history"]
-        result["rows"].append(
-            {
-                "variant": name,
-                "lever": params["lever"],
-                "train_minutes": round(minutes, 2),
-                "epochs": len(history),
-                "images_per_s": float(np.median([h["images_per_s"] for h in history])),
-                "scores": rows,
-                "params": params,
-            }
-        )
+        row = run_variant(name, table[name], train, val, blank, runtime)
+        result["rows"].append(row)
         result.update(
             {
                 "command": "python bench/ablation_cpu.py --data-dir DATA",
@@ -252,7 +263,7 @@ def main() -> None:
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=2) + "\n")
         tmp.replace(out)
-        print(name, json.dumps({k: round(v["tuned_min_area"], 4) for k, v in rows.items()}))
+        print(name, json.dumps({k: v["tuned_min_area"] for k, v in row["scores"].items()}))
 
 
 def _cpu_name() -> str:

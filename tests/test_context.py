@@ -231,3 +231,29 @@ def test_the_context_cli_rejects_a_layout_without_the_columns(synthetic_context,
         in result.stderr
     )
     assert not (tmp_path / "c.npz").exists()
+
+
+def test_training_on_windows_cuts_the_masks_to_the_tile(tmp_path):
+    from saltseg.runtime.device import resolve_runtime
+    from saltseg.training.loop import fit
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((8, 121, 121), np.uint8)
+    masks[:, 30:90, 20:70] = 1  # the tile is [10:111]: salt inside it, none in the margin
+    images = (masks * 150 + rng.integers(0, 80, masks.shape)).astype(np.uint8)
+    train = Tiles([f"t{i}" for i in range(8)], images, masks, np.zeros(8))
+    val = Tiles(train.ids, images, masks[:, 10:111, 10:111], np.zeros(8))
+    params = {
+        "arch": "unet",
+        "model": {"encoder_name": "resnet10t", "decoder_channels": [8] * 5, "pad_to": 128},
+        "augment": [{"name": "HorizontalFlip", "p": 0.5}, {"name": "Affine", "scale": [0.9, 1.1]}],
+        "phases": [
+            {"loss": "bce_dice", "optimizer": "adam", "lr": 0.01, "epochs": 2, "batch_size": 4}
+        ],
+    }
+    params["model"]["context"] = {"margin": 10}
+    torch.manual_seed(0)
+    model = build_model("unet", 101, **params["model"])
+    result = fit(model, params, train, val, resolve_runtime("cpu", "false", "false"), tmp_path, 0)
+    assert [row["epoch"] for row in result["history"]] == [0, 1]
+    assert np.isfinite(result["history"][-1]["val_loss"])

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from saltseg import rle
+from saltseg.mosaic.context import Context
 from saltseg.probs import read_probs
 from saltseg.pseudo import read_pseudo
 
@@ -50,6 +51,8 @@ def write_config(workdir: Path, repo: Path, change=None) -> None:
         model["phases"] = [
             {"data": d, "loss": "bce_dice", "lr": 0.003, "epochs": 1, "batch_size": 8} for d in data
         ]
+    # stage 3 reads neighbour context: 8 px each side (5 after the resize to 64), padded to 96
+    config["models"]["unet_r10_mix"]["model"] |= {"context": {"margin": 8}, "pad_to": 96}
     config["pseudo"]["min_confidence"] = 0.5  # one-epoch models are rarely confident
     if change:
         change(config)
@@ -121,6 +124,11 @@ def test_the_dag_reaches_a_valid_submission(workflow):
         )
         share = read_pseudo(workflow / f"results/pseudo/stage2/fold{fold}.parquet")[0]
         assert mix["n_pseudo"]["train+pseudo"] == metrics["n_train"] + (share["fold"] == fold).sum()
+    context = Context.read(workflow / "results/context/margin8.npz")
+    assert sorted(context.ids) == sorted(tiles["id"]) and context.windows.shape[1:] == (117, 117)
+    # a context model trains only with its windows (saltseg train refuses to start without them)
+    params = json.loads((workflow / "results/stage3/unet_r10_mix/fold0/params.json").read_text())
+    assert params["model"]["context"] == {"margin": 8}
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
@@ -315,7 +323,7 @@ def test_lint_is_clean(repo):
     assert "Lints for" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("profile, n_train", [("cpu", 3), ("fast", 15), ("full", 30)])
+@pytest.mark.parametrize("profile, n_train", [("cpu", 5), ("fast", 15), ("full", 30)])
 def test_each_profile_plans_its_stages(repo, tmp_path, profile, n_train):
     """cpu: stage 1 on 3 folds (README "Profiles" says why); fast, full: three stages."""
     shutil.copy(repo / "Snakefile", tmp_path)

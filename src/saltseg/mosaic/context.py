@@ -42,7 +42,8 @@ def trusted_neighbours(
         max_ratio: a side seam is trusted when its ratio is below this.
     """
     index = {tile_id: i for i, tile_id in enumerate(ids)}
-    missing = [i for i in ids if i not in set(layout["id"])]
+    placed = set(layout["id"])
+    missing = [i for i in ids if i not in placed]
     if missing:
         raise InputError(
             "layout", f"expected a mosaic cell for every tile, {missing[0]!r} has none"
