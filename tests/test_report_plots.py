@@ -21,6 +21,7 @@ from saltseg.report import (
     plot_rule_runtimes,
     plot_training_curves,
 )
+from saltseg.report.mosaics import _section_panels
 
 T = 101
 
@@ -183,3 +184,39 @@ def test_rule_runtimes_sum_jobs_per_rule(tmp_path):
         plot_rule_runtimes([], tmp_path / "none.png")
     with pytest.raises(InputError, match="missing.tsv: expected a Snakemake benchmark TSV"):
         plot_rule_runtimes([bench / "train" / "missing.tsv"], tmp_path / "none.png")
+
+
+def test_mosaics_are_drawn_as_sections_with_truth_and_oof(data, tmp_path):
+    layout = pd.read_csv(data / "mosaics.csv", dtype={"id": str})
+    layout.to_parquet(tmp_path / "tiles.parquet", index=False)
+    train, test = kaggle.load_train(data, T), kaggle.load_test(data, T)
+    write_probs(tmp_path / "test.parquet", test.ids, np.zeros((len(test), T, T), np.float32))
+    oof = np.zeros((len(train), T, T), np.float32)
+    oof[:, :, :50] = 0.9  # every train tile predicted salt on its left half
+    write_probs(tmp_path / "oof.parquet", train.ids, oof)
+    out = tmp_path / "mosaics"
+    args = (tmp_path / "tiles.parquet", data, T, tmp_path / "test.parquet")
+    result = plot_mosaics_before_after(
+        *args, tmp_path / "test.parquet", out, n=1, oof=tmp_path / "oof.parquet"
+    )
+    assert result["files"] == ["mosaic0000.png", "section0000.png"]
+    h, w = _png(out / "section0000.png").shape[:2]
+    assert w > 3 * h  # three 4x3-tile panels side by side
+
+    rows = layout[layout["mosaic_id"] == 0]
+    images = dict(zip(train.ids + test.ids, np.concatenate([train.images, test.images])))
+    predicted = {i: (oof[k] > 0.5).astype(np.uint8) for k, i in enumerate(train.ids)}
+    predicted |= {i: np.zeros((T, T), np.uint8) for i in test.ids}
+    plain, truth, pred = _section_panels(
+        rows, images, dict(zip(train.ids, train.masks)), predicted, T, T
+    )
+    assert plain.shape == truth.shape == pred.shape
+    x, y = rows[rows["id"].isin(train.ids)][["x", "y"]].iloc[0]
+    x0, y0 = rows["x"].min(), rows["y"].min()
+    cell = (
+        slice((y - y0) * T + 5, (y - y0 + 1) * T - 5),
+        slice((x - x0) * T + 5, (x - x0) * T + 45),
+    )
+    assert (pred[cell].astype(int) != plain[cell]).all(axis=-1).mean() > 0.9  # tinted cyan
+    cell = (cell[0], slice((x - x0) * T + 55, (x - x0 + 1) * T - 5))
+    np.testing.assert_array_equal(pred[cell], plain[cell])  # the right half: no prediction

@@ -173,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", required=True)
     p.add_argument("--before", required=True, help="ensemble test probabilities")
     p.add_argument("--after", required=True, help="post-processed test masks")
+    p.add_argument("--oof", help="OOF probabilities of the same models: draws sections too")
     p.add_argument("--cv", required=True)
     p.add_argument("--threshold", choices=["fixed", "tuned"], default="tuned")
     p.add_argument("--n", type=int, default=3)
@@ -484,6 +485,7 @@ def _plot_mosaics(args: argparse.Namespace) -> None:
         out_dir=args.out_dir,
         n=args.n,
         threshold_before=threshold_for(args.threshold, args.cv),
+        oof=args.oof,
     )
 
 

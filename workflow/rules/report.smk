@@ -52,6 +52,7 @@ rule report_mosaics:
         layout="results/mosaic/tiles.parquet",
         before="results/blend/test.parquet",
         after="results/postprocess/masks.parquet",
+        oof="results/blend/oof.parquet",
         cv="results/blend/cv.json",
     output:
         report(
@@ -72,7 +73,7 @@ rule report_mosaics:
         n=config["mosaic"]["draw"],
     shell:
         "python -m saltseg plot-mosaics --data-dir {input.data} --tile-size {params.tile}"
-        " --layout {input.layout} --before {input.before} --after {input.after}"
+        " --layout {input.layout} --before {input.before} --after {input.after} --oof {input.oof}"
         " --cv {input.cv} --threshold {params.threshold} --n {params.n}"
         " --out-dir {output} > {log} 2>&1"
 

@@ -1,4 +1,5 @@
-"""Mosaics before and after post-processing, side by side."""
+"""Mosaics as sections: image, truth and prediction side by side; before and after
+post-processing side by side."""
 
 from __future__ import annotations
 
@@ -51,10 +52,24 @@ def _mosaic_picture(rows, images, train_masks, test_masks, changed, h, w) -> np.
     return picture
 
 
-def _test_masks(path, test, cut: Cut | float) -> dict[str, np.ndarray]:
+def _masks(path, tiles, cut: Cut | float) -> dict[str, np.ndarray]:
     ids, maps = read_probs(path)
-    masks = binarize(align(path, test.ids, ids, maps), test.images, cut)
-    return dict(zip(test.ids, masks))
+    masks = binarize(align(path, tiles.ids, ids, maps), tiles.images, cut)
+    return dict(zip(tiles.ids, masks))
+
+
+def _section_panels(rows, images, truth, predicted, h, w) -> list[np.ndarray]:
+    """The mosaic's image alone, with the train masks (red), and with every prediction (cyan:
+    OOF predictions on train tiles, test predictions on test tiles)."""
+    plain = render_mosaic(rows, images)
+    labelled = render_mosaic(rows, images, truth)
+    picture = plain.copy()
+    salt, _, _ = _salt_canvas(rows, predicted, h, w)
+    on = salt.astype(bool)
+    picture[on] = (picture[on] * 0.6 + np.array(TEST_BGR) * 0.4).astype(np.uint8)
+    contours, _ = cv2.findContours(salt, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(picture, contours, -1, TEST_BGR, 1)
+    return [plain, labelled, picture]
 
 
 def plot_mosaics_before_after(
@@ -66,13 +81,17 @@ def plot_mosaics_before_after(
     out_dir: str | Path,
     n: int = 3,
     threshold_before: Cut | float = 0.5,
+    oof: str | Path | None = None,
 ) -> dict[str, Any]:
     """Draw the ``n`` largest mosaics holding test tiles, before and after post-processing.
 
     Each figure ``out_dir/mosaic<id>.png`` shows the mosaic twice, side by side: train masks
     (truth) in red, test tiles framed in yellow with their predictions in cyan, and the test
-    tiles whose mask the post-processing changed boxed in green. ``out_dir`` is replaced as a
-    whole (atomically); it is left empty when no mosaic of two or more tiles holds a test tile.
+    tiles whose mask the post-processing changed boxed in green. With ``oof``, each mosaic is
+    also drawn as a section, ``out_dir/section<id>.png``: the image, the truth where labelled,
+    and the predictions (OOF on train tiles, binarised like the test maps), so that a reviewer
+    can judge them across tile borders. ``out_dir`` is replaced as a whole (atomically); it is
+    left empty when no mosaic of two or more tiles holds a test tile.
 
     Args:
         layout_parquet: mosaic layout with columns id, mosaic_id, x, y (``results/mosaic``).
@@ -80,6 +99,7 @@ def plot_mosaics_before_after(
         tile: tile side in pixels.
         test_masks_before: test maps before post-processing (probability parquet).
         test_masks_after: test masks after post-processing (probability parquet, value > 0.5).
+        oof: OOF maps of the same models as ``test_masks_before`` (probability parquet).
         out_dir: the directory of figures to write.
         n: how many mosaics to draw.
         threshold_before: how ``test_masks_before`` is binarised (pass the submission's
@@ -100,8 +120,9 @@ def plot_mosaics_before_after(
     train, test = kaggle.load_train(data_dir, tile), kaggle.load_test(data_dir, tile)
     images = dict(zip(train.ids + test.ids, np.concatenate([train.images, test.images])))
     train_masks = dict(zip(train.ids, train.masks))
-    before = _test_masks(test_masks_before, test, threshold_before)
-    after = _test_masks(test_masks_after, test, 0.5)
+    before = _masks(test_masks_before, test, threshold_before)
+    after = _masks(test_masks_after, test, 0.5)
+    predicted = {**_masks(oof, train, threshold_before), **before} if oof else None
     changed = {i for i in test.ids if not np.array_equal(before[i], after[i])}
     layout = layout[layout["id"].isin(set(images))]
     is_test = layout["id"].isin(set(test.ids))  # once: a per-group isin took minutes on real data
@@ -124,6 +145,11 @@ def plot_mosaics_before_after(
             name = f"mosaic{int(mosaic_id):04d}.png"
             _draw_pair(pictures, mosaic_id, info, n_changed, tmp / name)
             files.append(name)
+            if predicted is not None:
+                name = f"section{int(mosaic_id):04d}.png"
+                panels = _section_panels(rows, images, train_masks, predicted, tile, tile)
+                _draw_section(panels, mosaic_id, info, tmp / name)
+                files.append(name)
     return {
         "mosaics": [int(m) for m in sizes.index],
         "files": files,
@@ -131,25 +157,43 @@ def plot_mosaics_before_after(
     }
 
 
-def _draw_pair(pictures, mosaic_id, info, n_changed, out_png) -> None:
-    from matplotlib.patches import Patch
-
+def _draw_panels(pictures, titles, suptitle, handles, out_png) -> None:
+    """The pictures side by side under their titles, the legend below."""
     h, w = pictures[0].shape[:2]
     panel_w = 7.0 if w >= h else max(3.0, 7.0 * w / h)
     panel_h = panel_w * h / w
-    fig = new_figure(2 * panel_w + 0.4, panel_h + 1.4)
-    axes = fig.subplots(1, 2)
-    changes = f"{n_changed} tile{'s' * (n_changed != 1)} changed"
-    titles = ["before post-processing", f"after post-processing ({changes})"]
+    fig = new_figure(len(pictures) * panel_w + 0.4, panel_h + 1.4)
+    axes = fig.subplots(1, len(pictures))
     for ax, picture, title in zip(axes, pictures, titles):
         ax.imshow(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB), interpolation="antialiased")
         ax.set_title(title, fontsize=11)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(
-        f"Mosaic {int(mosaic_id)}: {int(info['tiles'])} tiles, {int(info['tests'])} of them test",
-        fontsize=13,
-    )
+    fig.suptitle(suptitle, fontsize=13)
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=10)
+    save_figure(fig, out_png)
+
+
+def _title(mosaic_id, info) -> str:
+    return f"Mosaic {int(mosaic_id)}: {int(info['tiles'])} tiles, {int(info['tests'])} of them test"
+
+
+def _draw_section(pictures, mosaic_id, info, out_png) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(color="red", alpha=0.6, label="train mask (truth)"),
+        Patch(color="cyan", alpha=0.6, label="prediction (OOF on train tiles)"),
+    ]
+    titles = ["image", "truth (train tiles)", "prediction"]
+    _draw_panels(pictures, titles, _title(mosaic_id, info), handles, out_png)
+
+
+def _draw_pair(pictures, mosaic_id, info, n_changed, out_png) -> None:
+    from matplotlib.patches import Patch
+
+    changes = f"{n_changed} tile{'s' * (n_changed != 1)} changed"
+    titles = ["before post-processing", f"after post-processing ({changes})"]
     handles = [
         Patch(color="red", alpha=0.6, label="train mask (truth)"),
         Patch(fill=False, edgecolor=(1, 0.84, 0), lw=1, label="test tile"),
@@ -158,5 +202,4 @@ def _draw_pair(pictures, mosaic_id, info, n_changed, out_png) -> None:
             fill=False, edgecolor=(0, 0.86, 0), lw=2, label="test tile changed by post-processing"
         ),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=10)
-    save_figure(fig, out_png)
+    _draw_panels(pictures, titles, _title(mosaic_id, info), handles, out_png)
