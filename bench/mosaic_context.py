@@ -98,7 +98,11 @@ def main() -> None:
         if margin:
             windows = context(args.data_dir, work, margin)
             train, val = windows.apply(train, labels=True), windows.apply(val)
-            params["model"]["context"] = {"margin": margin}
+            model = params["model"]
+            resize = model.get("resize_to", 101)
+            window = resize + 2 * round(margin * resize / 101)
+            model["pad_to"] = max(model.get("pad_to", resize), -(-window // 32) * 32)
+            model["context"] = {"margin": margin}
         groups = {"in_mosaics": ~lone[in_val], "lone": lone[in_val]}
         row = run_variant(f"{args.model}_{name}", params, train, val, blank, runtime, groups)
         row |= {"variant": name, "n_val": len(val), "n_lone": int(lone[in_val].sum())}
