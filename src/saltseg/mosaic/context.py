@@ -27,7 +27,7 @@ from saltseg.data.kaggle import Tiles
 from saltseg.errors import InputError
 from saltseg.io import atomic_path
 
-SIDES = {(1, 0): "lr", (0, 1): "tb"}  # (dx, dy) of b relative to a, for each pair kind
+STEP = {"lr": (1, 0), "tb": (0, 1)}  # (dx, dy) of b relative to a, for each pair kind
 
 
 def trusted_neighbours(
@@ -53,7 +53,7 @@ def trusted_neighbours(
     for a, b, kind in zip(sure["id_a"], sure["id_b"], sure["kind"]):
         if a not in index or b not in index:
             continue
-        dx, dy = (1, 0) if kind == "lr" else (0, 1)
+        dx, dy = STEP[kind]
         side[index[a], 1 + dy, 1 + dx] = index[b]
         side[index[b], 1 - dy, 1 - dx] = index[a]
     cell = {
