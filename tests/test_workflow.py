@@ -323,7 +323,7 @@ def test_lint_is_clean(repo):
     assert "Lints for" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("profile, n_train", [("cpu", 5), ("fast", 15), ("full", 30)])
+@pytest.mark.parametrize("profile, n_train", [("cpu", 3), ("fast", 15), ("full", 30)])
 def test_each_profile_plans_its_stages(repo, tmp_path, profile, n_train):
     """cpu: stage 1 on 3 folds (README "Profiles" says why); fast, full: three stages."""
     shutil.copy(repo / "Snakefile", tmp_path)
