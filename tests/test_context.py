@@ -134,6 +134,13 @@ def test_a_context_model_maps_windows_to_tile_logits():
     )
     model.eval()
     assert model(torch.rand(2, 1, 127, 127)).shape == (2, 1, 101, 101)
+    from saltseg.inference.predict import predict_ensemble
+    from saltseg.runtime.device import resolve_runtime
+
+    windows = np.random.default_rng(0).integers(0, 256, (3, 127, 127), dtype=np.uint8)
+    runtime = resolve_runtime("cpu", "false", "false")
+    probs = predict_ensemble([model, model], windows, runtime, 2, ["none", "hflip"])
+    assert probs.shape == (3, 101, 101) and ((probs > 0) & (probs < 1)).all()
 
 
 @pytest.fixture(scope="module")

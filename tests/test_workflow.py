@@ -51,8 +51,10 @@ def write_config(workdir: Path, repo: Path, change=None) -> None:
         model["phases"] = [
             {"data": d, "loss": "bce_dice", "lr": 0.003, "epochs": 1, "batch_size": 8} for d in data
         ]
-    # stage 3 reads neighbour context: 8 px each side (5 after the resize to 64), padded to 96
-    config["models"]["unet_r10_mix"]["model"] |= {"context": {"margin": 8}, "pad_to": 96}
+    # stage 1 reads neighbour context (8 px each side, 5 after the resize to 64, padded to 96):
+    # its OOF, test maps and the pseudo-labels made from them come from windows; the blend
+    # (stages 2 and 3) stays context-free, so predict-section can use it
+    config["models"]["unet_r10"]["model"] |= {"context": {"margin": 8}, "pad_to": 96}
     config["pseudo"]["min_confidence"] = 0.5  # one-epoch models are rarely confident
     if change:
         change(config)
@@ -127,7 +129,7 @@ def test_the_dag_reaches_a_valid_submission(workflow):
     context = Context.read(workflow / "results/context/margin8.npz")
     assert sorted(context.ids) == sorted(tiles["id"]) and context.windows.shape[1:] == (117, 117)
     # a context model trains only with its windows (saltseg train refuses to start without them)
-    params = json.loads((workflow / "results/stage3/unet_r10_mix/fold0/params.json").read_text())
+    params = json.loads((workflow / "results/stage1/unet_r10/fold0/params.json").read_text())
     assert params["model"]["context"] == {"margin": 8}
 
 
@@ -286,6 +288,7 @@ def test_a_fold_learns_only_from_pseudo_labels_of_models_blind_to_it(workflow):
     result = snakemake(workflow, "-n", "--forceall", "--", target)
     assert result.returncode == 0, result.stderr[-2000:]
     assert planned_wildcards(result) == {
+        ("context", "margin=8"),  # the windows of every tile: images only, no labels
         ("train", "stage=stage1, model=unet_r10, fold=0"),
         ("predict", "stage=stage1, model=unet_r10, fold=0"),
         ("pseudo_fold", "stage=stage1, fold=0"),

@@ -92,7 +92,5 @@ def predict_ensemble(
     models: list[nn.Module], images: np.ndarray, runtime: Runtime, batch_size: int, tta
 ) -> np.ndarray:
     """The mean of :func:`predict_probs` over ``models`` (snapshots of one fold)."""
-    total = np.zeros(images.shape, dtype=np.float32)
-    for model in models:
-        total += predict_probs(model, images, runtime, batch_size, tuple(tta))
+    total = sum(predict_probs(model, images, runtime, batch_size, tuple(tta)) for model in models)
     return total / len(models)
