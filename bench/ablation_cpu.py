@@ -224,6 +224,14 @@ def run_variant(
     }
 
 
+def save(out: Path, result: dict, row: dict) -> None:
+    """Write ``result`` to ``out`` atomically and print the new ``row``'s tuned scores."""
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out)
+    print(row["variant"], json.dumps({k: v["tuned_min_area"] for k, v in row["scores"].items()}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
@@ -260,10 +268,7 @@ def main() -> None:
                 "machine": machine(),
             }
         )
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(out)
-        print(name, json.dumps({k: v["tuned_min_area"] for k, v in row["scores"].items()}))
+        save(out, result, row)
 
 
 def _cpu_name() -> str:

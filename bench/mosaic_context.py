@@ -30,7 +30,7 @@ from saltseg.mosaic.context import Context
 from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation_cpu import REPO, _cpu_name, run_variant, variants  # noqa: E402
+from ablation_cpu import REPO, _cpu_name, run_variant, save, variants  # noqa: E402
 from default_dag import machine  # noqa: E402
 
 TRUST_RATIO = 1.0  # mosaic.trust_ratio of config.yaml
@@ -117,10 +117,7 @@ def main() -> None:
                 "machine": machine(),
             }
         )
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(out)
-        print(name, json.dumps({k: v["tuned_min_area"] for k, v in row["scores"].items()}))
+        save(out, result, row)
 
 
 if __name__ == "__main__":
