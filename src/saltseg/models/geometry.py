@@ -20,8 +20,8 @@ class Geometry(nn.Module):
     Args:
         tile: side of the tiles (101 in the competition).
         resize_to: side of the tile after bilinear resizing (``tile`` for no resize).
-        pad_to: side after reflect padding (``resize_to`` plus twice the resized margin for no
-            padding); must be a multiple of ``stride`` so every encoder stage halves cleanly.
+        pad_to: side after reflect padding (``None``: the resized window, no padding); must be
+            a multiple of ``stride`` so every encoder stage halves cleanly.
         stride: the encoder's output stride.
         margin: context pixels on each side of the tile in the input (0: the tile alone).
     Shape:
@@ -30,13 +30,14 @@ class Geometry(nn.Module):
     """
 
     def __init__(
-        self, tile: int, resize_to: int, pad_to: int, stride: int = 32, margin: int = 0
+        self, tile: int, resize_to: int, pad_to: int | None, stride: int = 32, margin: int = 0
     ) -> None:
         super().__init__()
         if not 0 <= margin < tile:
             raise InputError("context.margin", f"expected 0 <= margin < {tile}, got {margin}")
         self.margin, self.scaled_margin = margin, round(margin * resize_to / tile)
         self.window = resize_to + 2 * self.scaled_margin  # the resized input's side
+        pad_to = pad_to or self.window
         if resize_to < 1 or pad_to < self.window:
             raise InputError(
                 "geometry",

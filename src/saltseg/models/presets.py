@@ -83,8 +83,7 @@ def assemble(
     )
     resize_to = resize_to or tile
     margin = (context or {}).get("margin", 0)
-    window = resize_to + 2 * round(margin * resize_to / tile)
-    geometry = Geometry(tile, resize_to, pad_to or window, encoder.output_stride, margin)
+    geometry = Geometry(tile, resize_to, pad_to, encoder.output_stride, margin)
     mid = build_center(center, encoder.out_channels[-1], center_channels, gcn_kernel)
     channels = [*encoder.out_channels[:-1], mid.out_channels]
     if decoder == "gau":

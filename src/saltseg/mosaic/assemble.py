@@ -39,7 +39,7 @@ from saltseg.mosaic.seams import (
 
 __all__ = ["AssemblyParams", "assemble", "find_pairs", "fit_predictor", "is_blank", "seam_index"]
 
-_STEP = {"lr": (1, 0), "tb": (0, 1)}
+STEP = {"lr": (1, 0), "tb": (0, 1)}  # (dx, dy) of b relative to a, for each pair kind
 MUTUAL = 0.99  # ratio below which a seam's two tiles are each other's clear nearest match
 _AROUND = (
     ((-1, 0), "lr", False),
@@ -172,7 +172,7 @@ def _place(
         for a, b, kind, ratio in strong if pass_no == 0 else rows:
             if grids.root[a] == grids.root[b]:
                 continue
-            join = grids.shift_for(a, b, _STEP[kind])
+            join = grids.shift_for(a, b, STEP[kind])
             key = (join, grids.version[join[0]], grids.version[join[1]])
             if key in refused:
                 continue

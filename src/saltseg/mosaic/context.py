@@ -26,8 +26,7 @@ import pandas as pd
 from saltseg.data.kaggle import Tiles
 from saltseg.errors import InputError
 from saltseg.io import atomic_path
-
-STEP = {"lr": (1, 0), "tb": (0, 1)}  # (dx, dy) of b relative to a, for each pair kind
+from saltseg.mosaic.assemble import STEP
 
 
 def trusted_neighbours(

@@ -45,6 +45,11 @@ def _mosaic_picture(rows, images, train_masks, test_masks, changed, h, w) -> np.
             cv2.rectangle(picture, top_left, bottom_right, CHANGED_BGR, 3)
         elif tid in test_masks:
             cv2.rectangle(picture, top_left, bottom_right, TEST_TILE_BGR, 1)
+    return _tint(picture, salt)
+
+
+def _tint(picture: np.ndarray, salt: np.ndarray) -> np.ndarray:
+    """``picture`` with the 0/1 canvas ``salt`` tinted and outlined in cyan (predictions)."""
     on = salt.astype(bool)
     picture[on] = (picture[on] * 0.6 + np.array(TEST_BGR) * 0.4).astype(np.uint8)
     contours, _ = cv2.findContours(salt, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
@@ -63,13 +68,8 @@ def _section_panels(rows, images, truth, predicted, h, w) -> list[np.ndarray]:
     OOF predictions on train tiles, test predictions on test tiles)."""
     plain = render_mosaic(rows, images)
     labelled = render_mosaic(rows, images, truth)
-    picture = plain.copy()
     salt, _, _ = _salt_canvas(rows, predicted, h, w)
-    on = salt.astype(bool)
-    picture[on] = (picture[on] * 0.6 + np.array(TEST_BGR) * 0.4).astype(np.uint8)
-    contours, _ = cv2.findContours(salt, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(picture, contours, -1, TEST_BGR, 1)
-    return [plain, labelled, picture]
+    return [plain, labelled, _tint(plain.copy(), salt)]
 
 
 def plot_mosaics_before_after(
