@@ -152,6 +152,33 @@ def test_deep_supervision_trains_every_head():
     assert output["empty_logit"].grad.abs().sum() > 0
 
 
+def test_side_weight_adds_the_phase_loss_of_each_side_output_on_salt_tiles():
+    output, target = ds_output()
+    salt = target[:2]  # tile 2 of tiny_batch is empty: no side term for it
+    bce_dice = build_loss("bce_dice")
+    side = sum(bce_dice(s[:2], salt).item() for s in output["side"])
+    is_empty = torch.tensor([0.0, 0.0, 1.0])
+    empty = F.binary_cross_entropy_with_logits(output["empty_logit"].flatten(), is_empty).item()
+    fused = bce_dice(output["logits"], target).item()
+    loss = build_loss("bce_dice", empty_weight=0.05, side_weight=0.2)
+    assert loss(output, target).item() == pytest.approx(fused + 0.2 * side + 0.05 * empty, 1e-5)
+    # the resize128 loss is the same composition on the Lovasz hinge
+    lovasz = build_loss("lovasz", empty_weight=0.05, side_weight=0.1)
+    assert lovasz(output, target).item() == pytest.approx(
+        build_loss("deep_supervision")(output, target).item(), 1e-5
+    )
+    assert loss(output["logits"], target).item() == pytest.approx(fused, 1e-6)  # eval mode
+
+
+def test_side_weight_needs_side_outputs_and_a_plain_loss():
+    output, target = ds_output()
+    del output["side"]
+    with pytest.raises(ValueError, match="side_weight: the model has no side outputs"):
+        build_loss("bce_dice", side_weight=0.1)(output, target)
+    with pytest.raises(ValueError, match="side_weight: deep_supervision already weighs"):
+        build_loss("deep_supervision", side_weight=0.1)
+
+
 def test_plain_losses_read_the_logits_of_a_dict_and_ds_reads_a_tensor():
     output, target = ds_output()
     for name in ["bce_dice", "dice", "lovasz", "lovasz_elu", "lovasz_symmetric"]:

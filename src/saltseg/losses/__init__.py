@@ -15,7 +15,7 @@ import torch
 
 from saltseg.errors import InputError
 from saltseg.losses.bce_dice import bce_dice_loss, dice_loss
-from saltseg.losses.deep_supervision import deep_supervision_loss
+from saltseg.losses.deep_supervision import deep_supervision_loss, with_side_outputs
 from saltseg.losses.empty import with_empty_head
 from saltseg.losses.lovasz import lovasz_hinge
 
@@ -44,15 +44,22 @@ LOSSES: dict[str, Loss] = {
 }
 
 
-def build_loss(name: str, empty_weight: float = 0.0) -> Loss:
-    """The loss called ``name``, plus ``empty_weight`` times the empty-head BCE when positive.
+def build_loss(name: str, empty_weight: float = 0.0, side_weight: float = 0.0) -> Loss:
+    """The loss called ``name``, plus ``side_weight`` times the same loss on each side output
+    (deep supervision) and ``empty_weight`` times the empty-head BCE, each when positive.
 
     An unknown name lists the valid ones.
     """
     if name not in LOSSES:
         raise InputError("loss", f"expected one of {', '.join(sorted(LOSSES))}, got {name!r}")
-    if empty_weight <= 0:
-        return LOSSES[name]
-    if name.startswith("deep_supervision"):
-        raise InputError("empty_weight", f"{name} already weighs its own empty head; set 0")
-    return with_empty_head(LOSSES[name], empty_weight)
+    loss = LOSSES[name]
+    for key, weight, wrap in [
+        ("side_weight", side_weight, with_side_outputs),
+        ("empty_weight", empty_weight, with_empty_head),
+    ]:
+        if weight <= 0:
+            continue
+        if name.startswith("deep_supervision"):
+            raise InputError(key, f"{name} already weighs its side outputs and empty head; set 0")
+        loss = wrap(loss, weight)
+    return loss

@@ -1,8 +1,12 @@
-"""The deep-supervision loss of the resize128 recipe: classifier, side outputs and fused output."""
+"""Deep supervision: a loss on every side output, and the resize128 recipe's loss built on it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+from saltseg.errors import InputError
 
 from saltseg.losses.empty import empty_loss
 from saltseg.losses.lovasz import lovasz_hinge
@@ -33,12 +37,43 @@ def deep_supervision_loss(
     w = {**WEIGHTS, **(weights or {})}
     if isinstance(output, torch.Tensor):
         return w["fused"] * lovasz_hinge(output, target, activation)
-    target = target.float()
-    non_empty = target.flatten(1).amax(1) > 0
     empty = empty_loss(output["empty_logit"], target)
-    side = output["logits"].new_zeros((), dtype=torch.float32)
-    if non_empty.any():
-        for logits in output["side"]:
-            side = side + lovasz_hinge(logits[non_empty], target[non_empty], activation)
+    side = side_loss(lambda x, t: lovasz_hinge(x, t, activation), output["side"], target)
     fused = lovasz_hinge(output["logits"], target, activation)
     return w["empty"] * empty + w["side"] * side + w["fused"] * fused
+
+
+def side_loss(
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    side: list[torch.Tensor],
+    target: torch.Tensor,
+) -> torch.Tensor:
+    """``Σ_side loss(side | non-empty tiles)``: 0 when every tile is empty."""
+    target = target.float()
+    non_empty = target.flatten(1).amax(1) > 0
+    total = side[0].new_zeros((), dtype=torch.float32)
+    if non_empty.any():
+        for logits in side:
+            total = total + loss(logits[non_empty], target[non_empty])
+    return total
+
+
+def with_side_outputs(
+    loss: Callable[[torch.Tensor | dict, torch.Tensor], torch.Tensor], weight: float
+) -> Callable[[torch.Tensor | dict, torch.Tensor], torch.Tensor]:
+    """``loss + weight * side_loss(loss)`` on a deep-supervised training output.
+
+    Any phase loss can supervise the side outputs this way (phase key ``side_weight``); on a
+    plain logits tensor (eval mode: validation) only ``loss`` applies.
+    """
+
+    def combined(output: torch.Tensor | dict, target: torch.Tensor) -> torch.Tensor:
+        if not isinstance(output, dict):
+            return loss(output, target)
+        if "side" not in output:
+            raise InputError(
+                "side_weight", "the model has no side outputs (set model.deep_supervision)"
+            )
+        return loss(output, target) + weight * side_loss(loss, output["side"], target)
+
+    return combined

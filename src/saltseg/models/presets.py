@@ -68,7 +68,9 @@ def assemble(
         gcn_kernel: ``k`` of every GCN (``gcn`` center, ``gau`` decoder).
         hypercolumn: fuse all decoder stages (upsample, concat, 1x1 conv) instead of the last.
         hypercolumn_channels: channels of the hypercolumn's 1x1 mixing conv.
-        deep_supervision: add side outputs and an empty/non-empty classifier (training mode).
+        deep_supervision: add side outputs and an empty/non-empty classifier (training mode;
+            trained by the ``deep_supervision`` loss, or by any loss with the phase's
+            ``side_weight`` and ``empty_weight``).
         empty_head: add only the empty/non-empty classifier on the center (training mode; an
             auxiliary task weighted by the phase's ``empty_weight``).
         context: ``{margin: m}``: the input is the tile with ``m`` px of its mosaic neighbours

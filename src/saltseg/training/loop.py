@@ -50,8 +50,8 @@ def fit(
         model: the network (moved to ``runtime.device`` here; compiled for training when
             ``runtime.compile``).
         params: the model's config: ``phases`` (each loss, optimizer, lr, schedule, epochs or a
-            ``minutes`` budget, batch_size, snapshots, optional ``ema`` decay and
-            ``empty_weight``), ``augment`` and ``val_every``.
+            ``minutes`` budget, batch_size, snapshots, optional ``ema`` decay,
+            ``empty_weight`` and ``side_weight``), ``augment`` and ``val_every``.
         train: the labelled tiles, or the tiles of each phase ``data`` source (``train``,
             ``pseudo``, ``train+pseudo``).
         val: labelled tiles scored every ``val_every`` epochs, after the first epoch of a
@@ -99,7 +99,9 @@ def fit(
         phase = dict(phase)
         if "minutes" in phase:  # sized after its first epoch, fixed on resume
             phase["epochs"] = state.get("phase_epochs") if resuming else None
-        loss_fn = build_loss(phase["loss"], phase.get("empty_weight", 0.0))
+        loss_fn = build_loss(
+            phase["loss"], phase.get("empty_weight", 0.0), phase.get("side_weight", 0.0)
+        )
         optimizer = build_optimizer(model, phase)
         # the first epoch of an unsized phase runs at the initial lr, where every schedule starts
         schedule = build_schedule(
