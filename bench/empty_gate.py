@@ -1,0 +1,103 @@
+"""Does the empty-tile head, read at prediction, beat the minimum-area rule? (empty_gate.json)
+
+Usage: python bench/empty_gate.py --data-dir DATA --variant base64_lovasz_empty
+
+Reads the checkpoint that bench/ablation_cpu.py left for ``--variant`` (a model with
+``empty_head``) under results/ablation/, predicts fold 0 with flip TTA, and tunes on it the
+profile's rule (threshold and minimum mask area) alone and with a gate that empties every tile
+whose empty-head probability exceeds ``g``. It records both, and how well each score ranks empty
+tiles (ROC AUC): the head's probability and the largest pixel probability.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from saltseg.data import kaggle
+from saltseg.data.dataset import to_tensor
+from saltseg.data.folds import make_folds
+from saltseg.metrics import best_cell, binarization_table, bucket_scores, remove_small
+from saltseg.models import build_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ablation_cpu import REPO, variants  # noqa: E402
+from default_dag import machine  # noqa: E402
+
+
+def predict_with_head(model: nn.Module, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel and empty-head probabilities, each the mean of the tile and its mirror.
+
+    The model runs in training mode (its output then carries ``empty_logit``) with every
+    batch-norm layer in eval mode, so the pixels are exactly those of inference.
+    """
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    pixels, empty = [], []
+    with torch.no_grad():
+        for start in range(0, len(images), 128):
+            x = to_tensor(images[start : start + 128])
+            plain, mirror = model(x), model(x.flip(-1))
+            pixels.append((plain["logits"].sigmoid() + mirror["logits"].sigmoid().flip(-1)) / 2)
+            empty.append((plain["empty_logit"].sigmoid() + mirror["empty_logit"].sigmoid()) / 2)
+    return torch.cat(pixels)[:, 0].numpy(), torch.cat(empty)[:, 0].numpy()
+
+
+def tuned(truth: np.ndarray, probs: np.ndarray) -> dict:
+    thresholds, areas, table = binarization_table(truth, probs)
+    cut, area, score = best_cell(thresholds, areas, table)
+    buckets = bucket_scores(truth, remove_small(probs > cut, area))
+    return {"threshold": cut, "min_area": area, "score": score, "buckets": buckets}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--variant", default="base64_lovasz_empty")
+    parser.add_argument("--out", default=str(REPO / "bench" / "empty_gate.json"))
+    args = parser.parse_args()
+    tiles = kaggle.load_train(args.data_dir, 101)
+    folds = make_folds(tiles.ids, kaggle.read_depths(args.data_dir, tiles.ids), 5, 0, "depth")
+    val = tiles.subset(folds.set_index("id")["fold"].loc[tiles.ids].to_numpy() == 0)
+    params = variants(32)[args.variant]
+    model = build_model(params["arch"], 101, **params["model"])
+    work = REPO / "results" / "ablation" / args.variant / "checkpoint.pt"
+    model.load_state_dict(torch.load(work, weights_only=False)["snapshots"][-1])
+    probs, p_empty = predict_with_head(model, val.images)
+    probs = np.where(kaggle.is_blank(val.images)[:, None, None], 0.0, probs)
+    is_empty = val.masks.reshape(len(val), -1).max(1) == 0
+    gates = {}
+    for gate in np.round(np.arange(0.3, 1.0, 0.05), 2):
+        gates[str(gate)] = tuned(val.masks, np.where((p_empty > gate)[:, None, None], 0, probs))
+    best = max(gates, key=lambda g: gates[g]["score"])
+    result = {
+        "command": f"python bench/empty_gate.py --data-dir DATA --variant {args.variant}",
+        "variant": args.variant,
+        "n_val": len(val),
+        "auc_empty": {
+            "empty_head": roc_auc_score(is_empty, p_empty),
+            "max_pixel": roc_auc_score(is_empty, -probs.reshape(len(val), -1).max(1)),
+        },
+        "min_area_rule": tuned(val.masks, probs),
+        "best_gate": {"gate": float(best), **gates[best]},
+        "gates": {g: v["score"] for g, v in gates.items()},
+        "machine": machine(),
+        "date": datetime.date.today().isoformat(),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("auc_empty", "gates")}))
+    print("rule", result["min_area_rule"]["score"], "gate", best, gates[best]["score"])
+
+
+if __name__ == "__main__":
+    main()
