@@ -26,7 +26,9 @@ import torch
 
 from saltseg.data import kaggle
 from saltseg.data.folds import make_folds
+from saltseg.models.geometry import Geometry
 from saltseg.mosaic.context import Context
+from saltseg.mosaic.tables import read_table
 from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,7 +80,7 @@ def main() -> None:
     runtime = resolve_runtime("cpu", "false", "auto")
     tiles = kaggle.load_train(args.data_dir, 101)
     depths = kaggle.read_depths(args.data_dir, tiles.ids)
-    table = pd.read_parquet(layout(args.data_dir, work)[0]).set_index("id")
+    table = read_table(layout(args.data_dir, work)[0], ["id", "mosaic_id"]).set_index("id")
     mosaic = table.loc[tiles.ids, "mosaic_id"].to_numpy()
     lone = pd.Series(mosaic).map(table["mosaic_id"].value_counts()).to_numpy() == 1
     out = Path(args.out)
@@ -100,7 +102,7 @@ def main() -> None:
             train, val = windows.apply(train, labels=True), windows.apply(val)
             model = params["model"]
             resize = model.get("resize_to", 101)
-            window = resize + 2 * round(margin * resize / 101)
+            window = Geometry(101, resize, None, 1, margin).window  # stride 1: no rounding up
             model["pad_to"] = max(model.get("pad_to", resize), -(-window // 32) * 32)
             model["context"] = {"margin": margin}
         groups = {"in_mosaics": ~lone[in_val], "lone": lone[in_val]}

@@ -4,6 +4,7 @@ import pytest
 
 from saltseg.data.folds import coverage_class, group_folds, make_folds, read_folds
 from saltseg.errors import InputError
+from saltseg.steps.fold_split import mosaic_of
 
 
 def test_depth_folds_are_balanced_and_stratified():
@@ -119,3 +120,7 @@ def test_mosaic_folds_from_the_assembled_layout(synth_dir, tmp_path):
     assert (table.groupby("mosaic_id")["fold"].nunique() == 1).all()
     assert sorted(table["fold"].unique()) == [0, 1]
     assert main([*folds]) == 2  # no layout: one line naming --layout
+    pairs = tmp_path / "pairs.parquet"  # a mosaic table without mosaic_id: one line naming it
+    assert main([*folds, "--layout", str(pairs)]) == 2
+    with pytest.raises(InputError, match="pairs.parquet: expected the mosaic rule's parquet with"):
+        mosaic_of(str(pairs), ["a"])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import albumentations as A
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

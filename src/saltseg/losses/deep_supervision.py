@@ -7,7 +7,6 @@ from collections.abc import Callable
 import torch
 
 from saltseg.errors import InputError
-
 from saltseg.losses.empty import empty_loss
 from saltseg.losses.lovasz import lovasz_hinge
 

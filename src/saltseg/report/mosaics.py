@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from saltseg.data import kaggle
-from saltseg.errors import InputError
 from saltseg.io import atomic_dir
 from saltseg.mosaic.draw import render_mosaic
+from saltseg.mosaic.tables import LAYOUT, read_table
 from saltseg.probs import Cut, align, binarize, read_probs
 from saltseg.report.figure import new_figure, save_figure
 
@@ -113,10 +113,7 @@ def plot_mosaics_before_after(
         InputError: unreadable inputs, a layout without id, mosaic_id, x, y, or a test id without
             a mask.
     """
-    layout = pd.read_parquet(layout_parquet)
-    missing = {"id", "mosaic_id", "x", "y"} - set(layout.columns)
-    if missing:
-        raise InputError(layout_parquet, f"expected columns id, mosaic_id, x, y; missing {missing}")
+    layout = read_table(layout_parquet, LAYOUT)
     train, test = kaggle.load_train(data_dir, tile), kaggle.load_test(data_dir, tile)
     images = dict(zip(train.ids + test.ids, np.concatenate([train.images, test.images])))
     train_masks = dict(zip(train.ids, train.masks))

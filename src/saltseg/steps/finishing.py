@@ -14,7 +14,6 @@ from saltseg import probs as probs_io
 from saltseg import rle
 from saltseg.data import kaggle
 from saltseg.data.folds import read_folds
-from saltseg.errors import InputError
 from saltseg.io import atomic_dir, atomic_path, write_csv, write_json
 from saltseg.metrics import bucket_scores, competition_metric
 
@@ -55,20 +54,10 @@ def context_windows(
 ) -> None:
     """Cache every train and test tile's context window (margin ``margin``) from the mosaic."""
     from saltseg.mosaic.context import build_context
+    from saltseg.mosaic.tables import LAYOUT, PAIRS, read_table
 
     train, test = kaggle.load_train(data_dir, tile), kaggle.load_test(data_dir, tile)
-    tables = []
-    for path, columns in [
-        (layout, ["id", "mosaic_id", "x", "y"]),
-        (pairs, ["id_a", "id_b", "kind", "ratio"]),
-    ]:
-        try:
-            tables.append(pd.read_parquet(path, columns=columns))
-        except (OSError, ValueError, KeyError) as err:
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise InputError(
-                path, f"expected the mosaic rule's parquet with {', '.join(columns)} ({reason})"
-            ) from None
+    tables = [read_table(layout, LAYOUT), read_table(pairs, PAIRS)]
     images = np.concatenate([train.images, test.images])
     context = build_context(train.ids + test.ids, images, *tables, margin, max_ratio)
     context.write(out)
@@ -105,9 +94,10 @@ def postprocess(
     ``enabled`` and the OOF gain is not negative; the report says which happened.
     """
     from saltseg.mosaic.postprocess import apply
+    from saltseg.mosaic.tables import LAYOUT, read_table
 
     cut = threshold_for(threshold, cv_json)
-    tiles = pd.read_parquet(layout)
+    tiles = read_table(layout, LAYOUT)
     train, test = kaggle.load_train(data_dir, tile), kaggle.load_test(data_dir, tile)
     blank = {
         i

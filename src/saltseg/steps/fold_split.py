@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from saltseg.data import kaggle
 from saltseg.data.folds import make_folds, read_folds
 from saltseg.errors import InputError
 from saltseg.io import write_csv
+from saltseg.mosaic.tables import read_table
 
 
 def folds(
@@ -39,13 +39,7 @@ def mosaic_of(layout: str | None, ids: list[str]) -> np.ndarray:
     """The mosaic id of every tile of ``ids``, from a mosaic ``tiles.parquet``."""
     if layout is None:
         raise InputError("--layout", "expected the mosaic tiles.parquet for stratify mosaic")
-    try:
-        table = pd.read_parquet(layout, columns=["id", "mosaic_id"]).set_index("id")["mosaic_id"]
-    except (OSError, ValueError, KeyError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(
-            layout, f"expected a mosaic layout with id, mosaic_id ({reason})"
-        ) from None
+    table = read_table(layout, ["id", "mosaic_id"]).set_index("id")["mosaic_id"]
     missing = [i for i in ids if i not in table.index]
     if missing:
         raise InputError(layout, f"expected a mosaic for every train id, {missing[0]!r} has none")
