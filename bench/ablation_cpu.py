@@ -43,6 +43,13 @@ FLIP = [{"name": "HorizontalFlip", "p": 0.5}]
 WIDE = [128, 64, 32, 16, 16]
 R10 = {"encoder_name": "resnet10t", "pretrained": "none", "decoder_channels": [64, 32, 16, 8, 8]}
 HALF = {"channels": [32, 64, 128, 256], "stem_width": 16}  # resnet10t at half width
+#: the cpu profile's decoder: deep supervision (with its empty head), scSE, a hypercolumn fuse
+DS_HC_SCSE = {
+    "deep_supervision": True,
+    "attention": "scse",
+    "hypercolumn": True,
+    "hypercolumn_channels": 16,
+}
 SHIFT_SCALE = [  # a moderate version of the seed's list: small shifts and zooms, mild brightness
     *FLIP,
     {
@@ -179,10 +186,21 @@ def variants(budget: float) -> dict[str, dict]:
             "+ deep supervision, scSE and hypercolumn together",
             two_phases(budget, side_weight=0.1, **empty),
             **at64,
-            deep_supervision=True,
-            attention="scse",
-            hypercolumn=True,
-            hypercolumn_channels=16,
+            **DS_HC_SCSE,
+        ),
+        "ds_hc_scse_half128": unet(
+            "ds_hc_scse64 at full resolution (pad 128) with resnet10t at half width",
+            two_phases(budget, side_weight=0.1, **empty),
+            pad_to=128,
+            encoder_args=HALF,
+            **DS_HC_SCSE,
+        ),
+        "ds_hc_scse64_wide": unet(
+            "ds_hc_scse64 with the decoder twice as wide (128, 64, 32, 16, 16)",
+            two_phases(budget, side_weight=0.1, **empty),
+            **at64,
+            decoder_channels=WIDE,
+            **DS_HC_SCSE,
         ),
         "base64_lovasz_ema_empty": unet(
             "+ EMA and the empty-tile head together",
