@@ -77,6 +77,12 @@ def phase(minutes: float, **kw) -> dict:
     }
 
 
+def in_fold0(data_dir: str, tiles: kaggle.Tiles) -> np.ndarray:
+    """Which of ``tiles`` lie in fold 0 of five depth folds, every ablation's validation split."""
+    folds = make_folds(tiles.ids, kaggle.read_depths(data_dir, tiles.ids), 5, 0, "depth")
+    return folds.set_index("id")["fold"].loc[tiles.ids].to_numpy() == 0
+
+
 def unet(lever: str, phases: list[dict], augment: list[dict] = FLIP, **model) -> dict:
     """A variant: the resnet10t U-Net with ``model`` overrides, flips, validated at phase ends."""
     return {
@@ -286,8 +292,7 @@ def main() -> None:
     keep_freed_memory()
     runtime = resolve_runtime("cpu", "false", "auto")
     tiles = kaggle.load_train(args.data_dir, 101)
-    folds = make_folds(tiles.ids, kaggle.read_depths(args.data_dir, tiles.ids), 5, 0, "depth")
-    in_val = folds.set_index("id")["fold"].loc[tiles.ids].to_numpy() == 0
+    in_val = in_fold0(args.data_dir, tiles)
     train, val = tiles.subset(~in_val), tiles.subset(in_val)
     blank = kaggle.is_blank(val.images)
     out = Path(args.out)

@@ -24,12 +24,11 @@ from torch import nn
 
 from saltseg.data import kaggle
 from saltseg.data.dataset import to_tensor
-from saltseg.data.folds import make_folds
 from saltseg.metrics import best_cell, binarization_table, bucket_scores, remove_small
 from saltseg.models import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation_cpu import REPO, variants  # noqa: E402
+from ablation_cpu import REPO, in_fold0, variants  # noqa: E402
 from default_dag import machine  # noqa: E402
 
 
@@ -67,8 +66,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "bench" / "empty_gate.json"))
     args = parser.parse_args()
     tiles = kaggle.load_train(args.data_dir, 101)
-    folds = make_folds(tiles.ids, kaggle.read_depths(args.data_dir, tiles.ids), 5, 0, "depth")
-    val = tiles.subset(folds.set_index("id")["fold"].loc[tiles.ids].to_numpy() == 0)
+    val = tiles.subset(in_fold0(args.data_dir, tiles))
     params = variants(32)[args.variant]
     model = build_model(params["arch"], 101, **params["model"])
     work = REPO / "results" / "ablation" / args.variant / "checkpoint.pt"

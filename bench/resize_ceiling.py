@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 
 from saltseg.data import kaggle
-from saltseg.data.folds import make_folds
 from saltseg.metrics import bucket_scores, competition_metric
 from saltseg.models.geometry import Geometry
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import write_result  # noqa: E402  (bench/ is no package)
+from ablation_cpu import in_fold0  # noqa: E402  (bench/ is no package)
+from default_dag import write_result  # noqa: E402
 
 
 def round_trip(masks, size: int):
@@ -40,8 +40,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "bench" / "resize_ceiling.json"))
     args = parser.parse_args()
     tiles = kaggle.load_train(args.data_dir, 101)
-    folds = make_folds(tiles.ids, kaggle.read_depths(args.data_dir, tiles.ids), 5, 0, "depth")
-    fold0 = folds.set_index("id")["fold"].loc[tiles.ids].to_numpy() == 0
+    fold0 = in_fold0(args.data_dir, tiles)
     rows = {}
     for size in map(int, args.sizes.split(",")):
         masks = round_trip(tiles.masks, size)
