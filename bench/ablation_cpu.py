@@ -201,6 +201,38 @@ def variants(budget: float) -> dict[str, dict]:
             encoder_args=HALF,
             **DS_HC_SCSE,
         ),
+        "ds_hc_scse_half96": unet(
+            "ds_hc_scse_half128 on tiles resized to 96 (0.56x the pixels)",
+            two_phases(budget, side_weight=0.1, **empty),
+            resize_to=96,
+            pad_to=96,
+            encoder_args=HALF,
+            **DS_HC_SCSE,
+        ),
+        "ds_hc_scse_half64": unet(
+            "ds_hc_scse_half128 on tiles resized to 64: half width without full resolution",
+            two_phases(budget, side_weight=0.1, **empty),
+            **at64,
+            encoder_args=HALF,
+            **DS_HC_SCSE,
+        ),
+        "ds_hc_scse_half128_bs32": unet(
+            "ds_hc_scse_half128 at batch 32, learning rates x4/3",
+            [
+                phase(0.7 * budget, snapshots=0, batch_size=32, lr=0.004, side_weight=0.1, **empty),
+                phase(
+                    0.3 * budget,
+                    loss="lovasz_symmetric",
+                    lr=0.0013,
+                    batch_size=32,
+                    side_weight=0.1,
+                    **empty,
+                ),
+            ],
+            pad_to=128,
+            encoder_args=HALF,
+            **DS_HC_SCSE,
+        ),
         "ds_hc_scse64_wide": unet(
             "ds_hc_scse64 with the decoder twice as wide (128, 64, 32, 16, 16)",
             two_phases(budget, side_weight=0.1, **empty),
