@@ -42,6 +42,7 @@ from default_dag import machine  # noqa: E402  (bench/ is no package)
 FLIP = [{"name": "HorizontalFlip", "p": 0.5}]
 WIDE = [128, 64, 32, 16, 16]
 R10 = {"encoder_name": "resnet10t", "pretrained": "none", "decoder_channels": [64, 32, 16, 8, 8]}
+BS32_LRS = (0.004, 0.0013)  # both phases' learning rates x4/3 for batch 32
 HALF = {"channels": [32, 64, 128, 256], "stem_width": 16}  # resnet10t at half width
 #: the cpu profile's decoder: deep supervision (with its empty head), scSE, a hypercolumn fuse
 DS_HC_SCSE = {
@@ -95,12 +96,15 @@ def unet(lever: str, phases: list[dict], augment: list[dict] = FLIP, **model) ->
     }
 
 
-def two_phases(budget: float, **kw) -> list[dict]:
-    """BCE+Dice for 70% of the budget, then the symmetric Lovasz hinge for 30% (``kw``: both)."""
+def two_phases(budget: float, lrs: tuple[float, float] = (0.003, 0.001), **kw) -> list[dict]:
+    """BCE+Dice for 70% of the budget, then the symmetric Lovasz hinge for 30%, at ``lrs``.
+
+    ``kw`` goes to both phases.
+    """
     lovasz = 0.3 * budget
     return [
-        phase(budget - lovasz, snapshots=0, **kw),
-        phase(lovasz, loss="lovasz_symmetric", lr=0.001, **kw),
+        phase(budget - lovasz, snapshots=0, lr=lrs[0], **kw),
+        phase(lovasz, loss="lovasz_symmetric", lr=lrs[1], **kw),
     ]
 
 
@@ -143,10 +147,7 @@ def variants(budget: float) -> dict[str, dict]:
         ),
         "wide_bs32": unet(
             "+ batch 32, learning rates x4/3 (13% more images per second)",
-            [
-                phase(0.7 * budget, snapshots=0, batch_size=32, lr=0.004, **empty),
-                phase(0.3 * budget, loss="lovasz_symmetric", lr=0.0013, batch_size=32, **empty),
-            ],
+            two_phases(budget, lrs=BS32_LRS, batch_size=32, **empty),
             **at64,
             empty_head=True,
             decoder_channels=WIDE,
@@ -218,17 +219,7 @@ def variants(budget: float) -> dict[str, dict]:
         ),
         "ds_hc_scse_half128_bs32": unet(
             "ds_hc_scse_half128 at batch 32, learning rates x4/3",
-            [
-                phase(0.7 * budget, snapshots=0, batch_size=32, lr=0.004, side_weight=0.1, **empty),
-                phase(
-                    0.3 * budget,
-                    loss="lovasz_symmetric",
-                    lr=0.0013,
-                    batch_size=32,
-                    side_weight=0.1,
-                    **empty,
-                ),
-            ],
+            two_phases(budget, lrs=BS32_LRS, batch_size=32, side_weight=0.1, **empty),
             pad_to=128,
             encoder_args=HALF,
             **DS_HC_SCSE,
