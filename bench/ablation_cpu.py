@@ -44,6 +44,8 @@ WIDE = [128, 64, 32, 16, 16]
 R10 = {"encoder_name": "resnet10t", "pretrained": "none", "decoder_channels": [64, 32, 16, 8, 8]}
 BS32_LRS = (0.004, 0.0013)  # both phases' learning rates x4/3 for batch 32
 HALF = {"channels": [32, 64, 128, 256], "stem_width": 16}  # resnet10t at half width
+THREE_EIGHTHS = {"channels": [24, 48, 96, 192], "stem_width": 12}  # and at 3/8 width
+BS8_LRS = (0.002, 0.0007)  # both phases' learning rates / sqrt(2) for batch 8
 #: the cpu profile's decoder: deep supervision (with its empty head), scSE, a hypercolumn fuse
 DS_HC_SCSE = {
     "deep_supervision": True,
@@ -96,12 +98,14 @@ def unet(lever: str, phases: list[dict], augment: list[dict] = FLIP, **model) ->
     }
 
 
-def two_phases(budget: float, lrs: tuple[float, float] = (0.003, 0.001), **kw) -> list[dict]:
-    """BCE+Dice for 70% of the budget, then the symmetric Lovasz hinge for 30%, at ``lrs``.
+def two_phases(
+    budget: float, lrs: tuple[float, float] = (0.003, 0.001), lovasz_share: float = 0.3, **kw
+) -> list[dict]:
+    """BCE+Dice, then the symmetric Lovasz hinge for ``lovasz_share`` of the budget, at ``lrs``.
 
     ``kw`` goes to both phases.
     """
-    lovasz = 0.3 * budget
+    lovasz = lovasz_share * budget
     return [
         phase(budget - lovasz, snapshots=0, lr=lrs[0], **kw),
         phase(lovasz, loss="lovasz_symmetric", lr=lrs[1], **kw),
@@ -213,6 +217,27 @@ def variants(budget: float) -> dict[str, dict]:
         "ds_hc_scse_half64": unet(
             "ds_hc_scse_half128 on tiles resized to 64: half width without full resolution",
             two_phases(budget, side_weight=0.1, **empty),
+            **at64,
+            encoder_args=HALF,
+            **DS_HC_SCSE,
+        ),
+        "ds_hc_scse_half64_lovasz50": unet(
+            "ds_hc_scse_half64 with the Lovasz phase half the budget (was 30%)",
+            two_phases(budget, lovasz_share=0.5, side_weight=0.1, **empty),
+            **at64,
+            encoder_args=HALF,
+            **DS_HC_SCSE,
+        ),
+        "ds_hc_scse_3eighths64": unet(
+            "ds_hc_scse_half64 with resnet10t at 3/8 width (24, 48, 96, 192): more epochs",
+            two_phases(budget, side_weight=0.1, **empty),
+            **at64,
+            encoder_args=THREE_EIGHTHS,
+            **DS_HC_SCSE,
+        ),
+        "ds_hc_scse_half64_bs8": unet(
+            "ds_hc_scse_half64 at batch 8 (twice the updates), learning rates / sqrt(2)",
+            two_phases(budget, lrs=BS8_LRS, batch_size=8, side_weight=0.1, **empty),
             **at64,
             encoder_args=HALF,
             **DS_HC_SCSE,
