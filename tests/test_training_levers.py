@@ -20,36 +20,66 @@ from saltseg.training.optim import budget_epochs
 
 
 @pytest.mark.parametrize(
-    "minutes, seconds, snapshots, expected",
+    "minutes, done, spent, seconds, snapshots, expected",
     [
-        (2, 25, 0, 4),  # 120 s / 25 s = 4.8 -> 4 epochs
-        (2, 25, 3, 3),  # 4 epochs, rounded down to whole cycles of 3 snapshots
-        (10, 60, 2, 10),  # 10 epochs in 2 cycles of 5
-        (0.1, 60, 2, 2),  # the budget fits none: one epoch per cycle
+        (2, 0, 0, 25, 0, 4),  # 120 s / 25 s = 4.8 -> 4 epochs
+        (2, 0, 0, 25, 3, 3),  # 4 epochs, rounded down to whole cycles of 3 snapshots
+        (10, 0, 0, 60, 2, 10),  # 10 epochs in 2 cycles of 5
+        (0.1, 0, 0, 60, 2, 2),  # the budget fits none: one epoch per cycle
+        (2, 1, 40, 20, 0, 5),  # a slow first epoch: 1 done + 80 s left / 20 s
+        (2, 3, 150, 20, 0, 3),  # over budget: the epochs done, no more
+        (2, 3, 100, 20, 2, 6),  # 4 fit, but 3 epochs of the first cycle are done: 2 x 3
     ],
 )
-def test_budget_sizes_epochs_to_whole_cycles(minutes, seconds, snapshots, expected):
-    assert budget_epochs({"minutes": minutes, "snapshots": snapshots}, seconds) == expected
+def test_budget_sizes_epochs_to_whole_cycles(minutes, done, spent, seconds, snapshots, expected):
+    phase = {"minutes": minutes, "snapshots": snapshots}
+    assert budget_epochs(phase, done, spent, seconds) == expected
 
 
 def test_a_budget_phase_sizes_its_cosine_after_the_first_epoch(tmp_path, monkeypatch):
     costs = []
 
-    def sized(phase, cost):
-        costs.append(cost)
+    def sized(phase, done, spent, pace):
+        costs.append((done, pace))
         return 4
 
     monkeypatch.setattr(loop, "budget_epochs", sized)
     result = run_fit(params(minutes=5, schedule="cosine", snapshots=2, epochs=1), tmp_path)
     history = result["history"]
     assert [row["epoch"] for row in history] == [0, 1, 2, 3]
-    assert len(costs) == 1 and costs[0] >= history[0]["steady_seconds"] > 0
+    # re-sized after each epoch of the first cycle (2 epochs), pace at least the steady seconds
+    assert [done for done, _ in costs] == [1, 2]
+    assert costs[0][1] >= history[0]["steady_seconds"] > 0
     # two cycles of 2 epochs: 0.01, cos half-way, restart, cos half-way
     half = 0.01 * (1 + math.cos(math.pi / 2)) / 2
     assert [row["lr"] for row in history] == pytest.approx([0.01, half, 0.01, half])
     assert len(result["snapshots"]) == 2
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert state["phase_epochs"] == 4  # a resumed run keeps the size it measured
+
+
+def test_a_budget_phase_re_sizes_when_its_first_epoch_was_slow(tmp_path, monkeypatch):
+    """A first epoch of 60 s (a job starting next to it) then epochs of 10 s, in 2 minutes.
+
+    Sized once from the first epoch, the phase would run 2 epochs and stop at 70 s. Re-sized
+    after each epoch at the median pace of the last three: 2, then 3 epochs (pace 35 s), then 7
+    (pace 10 s), ending on the budget.
+    """
+    real_epoch, real_validate = loop._epoch, loop._validate
+    paces = iter([60.0] + [10.0] * 20)
+
+    def timed_epoch(*args):
+        seconds = next(paces)
+        return {**real_epoch(*args), "seconds": seconds, "steady_seconds": seconds}
+
+    monkeypatch.setattr(loop, "_epoch", timed_epoch)
+    monkeypatch.setattr(loop, "_validate", lambda *a: {**real_validate(*a), "val_seconds": 0.0})
+    history = run_fit(params(minutes=2, schedule="cosine", snapshots=1), tmp_path)["history"]
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3, 4, 5, 6]
+    assert sum(row["seconds"] for row in history) == 120
+    # the cosine follows each size: epoch 1 of 2, epoch 2 of 3, then epochs 3-6 of 7
+    factors = [1, 1 / 2, 1 / 4] + [(1 + math.cos(math.pi * e / 7)) / 2 for e in (3, 4, 5, 6)]
+    assert [row["lr"] for row in history] == pytest.approx([0.01 * f for f in factors])
 
 
 def test_validation_runs_every_n_epochs_and_at_the_end(tmp_path):
@@ -156,11 +186,15 @@ def test_bucket_scores_by_hand():
 
 def test_a_budget_run_resumes_with_the_epochs_it_measured(tmp_path, monkeypatch):
     sized = []
-    monkeypatch.setattr(loop, "budget_epochs", lambda phase, cost: sized.append(cost) or 3)
+    monkeypatch.setattr(
+        loop, "budget_epochs", lambda phase, done, spent, pace: sized.append((done, spent)) or 3
+    )
     p = params(minutes=5, schedule="cosine", snapshots=1)
     straight = run_fit(p, tmp_path / "straight")
-    resumed = run_killed_then_resumed(p, tmp_path / "killed", monkeypatch)
-    assert len(sized) == 2  # once per run from scratch; the resumed run reads its checkpoint
+    resumed = run_killed_then_resumed(p, tmp_path / "killed", monkeypatch, saves=1)
+    # every epoch re-sizes a one-cycle phase; the resumed run counts the killed run's epoch 0
+    assert [done for done, _ in sized] == [1, 2, 3, 1, 2, 3]
+    assert sized[4][1] >= resumed["history"][0]["seconds"] > 0
     assert [row["epoch"] for row in resumed["history"]] == [0, 1, 2]
     assert_same_weights(straight["snapshots"][0], resumed["snapshots"][0])
 

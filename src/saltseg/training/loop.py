@@ -28,6 +28,7 @@ from saltseg.training.optim import (
     budget_epochs,
     build_optimizer,
     build_schedule,
+    cycle_epochs,
     takes_snapshot,
 )
 
@@ -97,16 +98,13 @@ def fit(
             log.warning("phase %d: no %s tiles (no confident pseudo-labels?), skipped", p, data)
             continue
         phase = dict(phase)
-        if "minutes" in phase:  # sized after its first epoch, fixed on resume
+        if "minutes" in phase:  # sized by its epochs, the size kept for a resume
             phase["epochs"] = state.get("phase_epochs") if resuming else None
         loss_fn = build_loss(
             phase["loss"], phase.get("empty_weight", 0.0), phase.get("side_weight", 0.0)
         )
         optimizer = build_optimizer(model, phase)
-        # the first epoch of an unsized phase runs at the initial lr, where every schedule starts
-        schedule = build_schedule(
-            optimizer, phase if phase["epochs"] else {**phase, "schedule": "constant"}
-        )
+        schedule = build_schedule(optimizer, phase)
         ema = build_ema(model, phase.get("ema"))
         scaler = runtime.grad_scaler()
         if resuming:
@@ -133,20 +131,12 @@ def fit(
             row = {"phase": p, "epoch": epoch, "data": data, "lr": optimizer.param_groups[0]["lr"]}
             row.update(_epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row, ema, tile))
             plateau = phase.get("schedule") == "plateau"
+            sized = "minutes" in phase
+            if sized and (epoch == 0 or epoch < cycle_epochs(phase)):  # in its first cycle
+                _size(phase, p, row, state["history"], 1 if plateau else val_every)
             last = epoch + 1 == phase["epochs"]
-            if plateau or not phase["epochs"] or last or (epoch + 1) % val_every == 0:
+            if plateau or (sized and epoch == 0) or last or (epoch + 1) % val_every == 0:
                 row.update(_validate(weights, val, loss_fn, runtime, phase["batch_size"]))
-            if not phase["epochs"]:  # the first step (warm-up, compilation) is left out
-                cost = row["steady_seconds"] + row["val_seconds"] / (1 if plateau else val_every)
-                phase["epochs"] = budget_epochs(phase, cost)
-                schedule = build_schedule(optimizer, phase)
-                log.info(
-                    "phase %d: %.1f min fit %d epochs of %.1f s",
-                    p,
-                    phase["minutes"],
-                    phase["epochs"],
-                    cost,
-                )
             _step(schedule, row.get("val_loss"))
             state["history"].append(row)
             log.info(
@@ -289,6 +279,25 @@ def _validate(model, val: Tiles, loss_fn, runtime: Runtime, batch_size: int) -> 
         "val_metric": competition_metric(val.masks, probs > 0.5),
         "val_seconds": time.perf_counter() - start,
     }
+
+
+def _size(
+    phase: dict[str, Any], p: int, row: dict[str, Any], history: list[dict], val_every: int
+) -> None:
+    """Set the epochs of budget phase ``p`` from the seconds its epochs took so far.
+
+    The time left is spent at the median pace of the last three epochs after their first step
+    (warm-up, compilation, a job starting next to this one pass), plus the validations.
+    """
+    rows = [r for r in history if r["phase"] == p] + [row]
+    vals = [r["val_seconds"] for r in rows if "val_seconds" in r]
+    val = vals[-1] if vals else 0.0
+    spent = sum(r["seconds"] + r.get("val_seconds", 0.0) for r in rows) + val  # + the last check
+    pace = float(np.median([r["steady_seconds"] for r in rows[-3:]])) + val / val_every
+    epochs = budget_epochs(phase, len(rows), spent, pace)
+    if epochs != phase["epochs"]:
+        log.info("phase %d: %.1f min fit %d epochs of %.1f s", p, phase["minutes"], epochs, pace)
+    phase["epochs"] = epochs
 
 
 def _step(schedule, val_loss: float) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from typing import Any
 
 import torch
@@ -45,32 +47,40 @@ def takes_snapshot(phase: dict[str, Any], epoch: int) -> bool:
     return (epoch + 1) // length > n_cycles(phase) - phase["snapshots"]
 
 
-def budget_epochs(phase: dict[str, Any], epoch_seconds: float) -> int:
-    """Epochs of a phase with a ``minutes`` budget, given the measured seconds of one epoch.
+def budget_epochs(phase: dict[str, Any], done: int, spent: float, epoch_seconds: float) -> int:
+    """Epochs of a phase with a ``minutes`` budget, re-sized after each epoch of its first cycle.
 
-    As many epochs as fit in the budget, rounded down to whole cosine cycles, and at least one
-    epoch per cycle.
+    The ``done`` epochs took ``spent`` seconds; as many more of ``epoch_seconds`` as fit the rest
+    of the budget follow, rounded down to whole cosine cycles, with at least one epoch per cycle
+    and never a first cycle shorter than the epochs already done in it.
     """
     cycles = n_cycles(phase)
-    fit = int(phase["minutes"] * 60 // max(epoch_seconds, 1e-9))
-    return max(cycles, fit - fit % cycles)
+    fit = done + int(max(phase["minutes"] * 60 - spent, 0.0) // max(epoch_seconds, 1e-9))
+    return max(cycles, fit - fit % cycles, done * cycles)
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, phase: dict[str, Any]):
     """A scheduler stepped once per epoch (``plateau`` is stepped with the validation loss).
 
     ``cosine`` anneals from ``lr`` to ``min_lr`` over each cycle and restarts (SGDR), so every
-    cycle ends at a minimum where a snapshot is taken.
+    cycle ends at a minimum where a snapshot is taken. It reads the phase's ``epochs`` at every
+    step: a budget phase holds ``lr`` until its first epoch sizes it, and may re-size it later.
     """
     name = phase.get("schedule", "constant")
     if name == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            optimizer, T_0=cycle_epochs(phase), eta_min=phase.get("min_lr", 0.0)
-        )
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_cosine_factor, phase))
     if name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=0.5, patience=phase.get("patience", 5), min_lr=phase.get("min_lr", 0)
         )
     raise InputError("schedule", f"expected one of {', '.join(SCHEDULES)}, got {name!r}")
+
+
+def _cosine_factor(phase: dict[str, Any], epoch: int) -> float:
+    """``lr`` multiplier at ``epoch``: cosine from 1 to ``min_lr / lr`` over each cycle."""
+    if not phase.get("epochs"):
+        return 1.0
+    length, floor = cycle_epochs(phase), phase.get("min_lr", 0.0) / phase["lr"]
+    return floor + (1 - floor) * (1 + math.cos(math.pi * (epoch % length) / length)) / 2
