@@ -221,24 +221,24 @@ def variants(budget: float) -> dict[str, dict]:
             encoder_args=HALF,
             **DS_HC_SCSE,
         ),
-        "ds_hc_scse_half64_lovasz50": unet(
-            "ds_hc_scse_half64 with the Lovasz phase half the budget (was 30%)",
+        "ds_hc_scse_half128_lovasz50": unet(
+            "ds_hc_scse_half128 with the Lovasz phase half the budget (was 30%)",
             two_phases(budget, lovasz_share=0.5, side_weight=0.1, **empty),
-            **at64,
+            pad_to=128,
             encoder_args=HALF,
             **DS_HC_SCSE,
         ),
-        "ds_hc_scse_3eighths64": unet(
-            "ds_hc_scse_half64 with resnet10t at 3/8 width (24, 48, 96, 192): more epochs",
+        "ds_hc_scse_3eighths128": unet(
+            "ds_hc_scse_half128 with resnet10t at 3/8 width (24, 48, 96, 192): more epochs",
             two_phases(budget, side_weight=0.1, **empty),
-            **at64,
+            pad_to=128,
             encoder_args=THREE_EIGHTHS,
             **DS_HC_SCSE,
         ),
-        "ds_hc_scse_half64_bs8": unet(
-            "ds_hc_scse_half64 at batch 8 (twice the updates), learning rates / sqrt(2)",
+        "ds_hc_scse_half128_bs8": unet(
+            "ds_hc_scse_half128 at batch 8 (twice the updates), learning rates / sqrt(2)",
             two_phases(budget, lrs=BS8_LRS, batch_size=8, side_weight=0.1, **empty),
-            **at64,
+            pad_to=128,
             encoder_args=HALF,
             **DS_HC_SCSE,
         ),
