@@ -104,6 +104,26 @@ def test_a_checkpoint_of_other_parameters_is_ignored(tmp_path):
     assert checkpoint.load(tmp_path / "checkpoint.pt", state["key"])["epoch"] == 1
 
 
+@pytest.mark.parametrize("older", [False, True])
+def test_a_checkpoint_of_an_older_format_is_not_resumed(older, tmp_path, monkeypatch, caplog):
+    """A run killed after one epoch resumes, unless the state's layout (``FORMAT``) changed since."""
+    real_save, fmt = checkpoint.save, checkpoint.FORMAT
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    monkeypatch.setattr(checkpoint, "FORMAT", fmt - 1 if older else fmt)
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(params(epochs=2), tmp_path)
+    monkeypatch.undo()
+    with caplog.at_level("INFO", logger="saltseg.training.loop"):
+        history = run_fit(params(epochs=2), tmp_path)["history"]
+    assert ("resuming" in caplog.text) is not older
+    assert [row["epoch"] for row in history] == [0, 1]
+
+
 def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path):
     runtime = resolve_runtime("cpu", "true", "true")
     assert runtime.amp_dtype == torch.bfloat16 and runtime.channels_last

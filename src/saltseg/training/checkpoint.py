@@ -14,10 +14,16 @@ from saltseg.io import atomic_path
 
 log = logging.getLogger(__name__)
 
+#: the layout of a saved state; raised when one written before no longer loads (2: cosine
+#: schedules are a LambdaLR that reads the phase's re-sized epochs)
+FORMAT = 2
+
 
 def params_key(params: dict[str, Any]) -> str:
-    """A short hash of the run's parameters: a checkpoint resumes only the run that wrote it."""
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    """A short hash of the run's parameters and the state's ``FORMAT``: a checkpoint resumes only
+    the run that wrote it, and only if this code can read it."""
+    keyed = {"params": params, "format": FORMAT}
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def save(path: str | Path, state: dict[str, Any]) -> None:
