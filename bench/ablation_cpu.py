@@ -45,7 +45,6 @@ R10 = {"encoder_name": "resnet10t", "pretrained": "none", "decoder_channels": [6
 BS32_LRS = (0.004, 0.0013)  # both phases' learning rates x4/3 for batch 32
 HALF = {"channels": [32, 64, 128, 256], "stem_width": 16}  # resnet10t at half width
 THREE_EIGHTHS = {"channels": [24, 48, 96, 192], "stem_width": 12}  # and at 3/8 width
-BS8_LRS = (0.002, 0.0007)  # both phases' learning rates / sqrt(2) for batch 8
 #: the cpu profile's decoder: deep supervision (with its empty head), scSE, a hypercolumn fuse
 DS_HC_SCSE = {
     "deep_supervision": True,
@@ -119,6 +118,17 @@ def variants(budget: float) -> dict[str, dict]:
     """
     at64 = {"resize_to": 64, "pad_to": 64}
     empty = {"empty_weight": 0.05}
+
+    def half(lever: str, size: int, encoder_args: dict = HALF, **kw) -> dict:
+        """The cpu profile's net (``DS_HC_SCSE``, resnet10t at half width) on ``size`` px tiles.
+
+        128 is full resolution (reflect-padded), smaller sizes resize; ``kw`` goes to
+        :func:`two_phases`.
+        """
+        geometry = {"pad_to": 128} if size == 128 else {"resize_to": size, "pad_to": size}
+        phases = two_phases(budget, side_weight=0.1, **empty, **kw)
+        return unet(lever, phases, **geometry, encoder_args=encoder_args, **DS_HC_SCSE)
+
     return {  # base64: the cpu profile's stage-1 model before this ablation
         "base64": unet("resnet10t U-Net, 101 resized to 64, BCE+Dice", [phase(budget)], **at64),
         "pad128": unet("full resolution: 101 reflect-padded to 128", [phase(budget)], pad_to=128),
@@ -199,55 +209,27 @@ def variants(budget: float) -> dict[str, dict]:
             **at64,
             **DS_HC_SCSE,
         ),
-        "ds_hc_scse_half128": unet(
-            "ds_hc_scse64 at full resolution (pad 128) with resnet10t at half width",
-            two_phases(budget, side_weight=0.1, **empty),
-            pad_to=128,
-            encoder_args=HALF,
-            **DS_HC_SCSE,
+        "ds_hc_scse_half128": half(
+            "ds_hc_scse64 at full resolution (pad 128) with resnet10t at half width", 128
         ),
-        "ds_hc_scse_half96": unet(
-            "ds_hc_scse_half128 on tiles resized to 96 (0.56x the pixels)",
-            two_phases(budget, side_weight=0.1, **empty),
-            resize_to=96,
-            pad_to=96,
-            encoder_args=HALF,
-            **DS_HC_SCSE,
+        "ds_hc_scse_half96": half(
+            "ds_hc_scse_half128 on tiles resized to 96 (0.56x the pixels)", 96
         ),
-        "ds_hc_scse_half64": unet(
-            "ds_hc_scse_half128 on tiles resized to 64: half width without full resolution",
-            two_phases(budget, side_weight=0.1, **empty),
-            **at64,
-            encoder_args=HALF,
-            **DS_HC_SCSE,
+        "ds_hc_scse_half64": half(
+            "ds_hc_scse_half128 on tiles resized to 64: half width without full resolution", 64
         ),
-        "ds_hc_scse_half128_lovasz50": unet(
+        "ds_hc_scse_half128_lovasz50": half(
             "ds_hc_scse_half128 with the Lovasz phase half the budget (was 30%)",
-            two_phases(budget, lovasz_share=0.5, side_weight=0.1, **empty),
-            pad_to=128,
-            encoder_args=HALF,
-            **DS_HC_SCSE,
+            128,
+            lovasz_share=0.5,
         ),
-        "ds_hc_scse_3eighths128": unet(
+        "ds_hc_scse_3eighths128": half(
             "ds_hc_scse_half128 with resnet10t at 3/8 width (24, 48, 96, 192): more epochs",
-            two_phases(budget, side_weight=0.1, **empty),
-            pad_to=128,
+            128,
             encoder_args=THREE_EIGHTHS,
-            **DS_HC_SCSE,
         ),
-        "ds_hc_scse_half128_bs8": unet(
-            "ds_hc_scse_half128 at batch 8 (twice the updates), learning rates / sqrt(2)",
-            two_phases(budget, lrs=BS8_LRS, batch_size=8, side_weight=0.1, **empty),
-            pad_to=128,
-            encoder_args=HALF,
-            **DS_HC_SCSE,
-        ),
-        "ds_hc_scse_half128_bs32": unet(
-            "ds_hc_scse_half128 at batch 32, learning rates x4/3",
-            two_phases(budget, lrs=BS32_LRS, batch_size=32, side_weight=0.1, **empty),
-            pad_to=128,
-            encoder_args=HALF,
-            **DS_HC_SCSE,
+        "ds_hc_scse_half128_bs32": half(
+            "ds_hc_scse_half128 at batch 32, learning rates x4/3", 128, lrs=BS32_LRS, batch_size=32
         ),
         "ds_hc_scse64_wide": unet(
             "ds_hc_scse64 with the decoder twice as wide (128, 64, 32, 16, 16)",
