@@ -106,7 +106,7 @@ def test_a_checkpoint_of_other_parameters_is_ignored(tmp_path):
 
 @pytest.mark.parametrize("older", [False, True])
 def test_a_checkpoint_of_an_older_format_is_not_resumed(older, tmp_path, monkeypatch, caplog):
-    """A run killed after one epoch resumes, unless the state's layout (``FORMAT``) changed since."""
+    """A run killed after one epoch resumes, unless the state's layout (``FORMAT``) changed."""
     real_save, fmt = checkpoint.save, checkpoint.FORMAT
 
     def save_then_die(path, state):
