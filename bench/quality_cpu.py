@@ -5,7 +5,9 @@ Runs `snakemake --workflow-profile workflow/profiles/cpu` in ``--workdir`` (defa
 checkout; use a fresh clone so the numbers come from committed code). Rerunning after an
 interruption continues the run; the JSON then holds the wall time of each attempt. The result
 holds the OOF of every stage (tuned, per coverage bucket), the post-processed blend, the wall
-time of each rule, and the fold-0 ablation table behind the recipe (bench/ablation_cpu.json).
+time of each rule, the fold-0 ablation table behind the recipe (bench/ablation_cpu.json), and
+how fast the machine was: the same machine has trained 2.2x slower one day than the next, and the
+budgets in minutes then buy half the epochs.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import rule_seconds, write_result  # noqa: E402  (bench/ is no package)
+from cpu_speed import SETTINGS, time_setting  # noqa: E402  (bench/ is no package)
+from default_dag import rule_seconds, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -38,11 +42,15 @@ def main() -> None:
     command += ["--config", f"data_dir={data_dir}"]
     attempts_file = workdir / "results" / "quality_cpu_attempts.json"
     attempts = json.loads(attempts_file.read_text()) if attempts_file.is_file() else []
+    speeds_file = workdir / "results" / "quality_cpu_speeds.json"
+    speeds = json.loads(speeds_file.read_text()) if speeds_file.is_file() else []
+    speeds.append(machine_speed())
     start = time.perf_counter()
     result = subprocess.run(command, cwd=workdir)
     attempts.append(round(time.perf_counter() - start, 1))
     attempts_file.parent.mkdir(parents=True, exist_ok=True)
     attempts_file.write_text(json.dumps(attempts))
+    speeds_file.write_text(json.dumps(speeds))
     if result.returncode:
         sys.exit(f"snakemake failed (exit {result.returncode}); rerun this command to continue")
     table = pd.read_csv(workdir / "results" / "summary.csv")
@@ -56,6 +64,7 @@ def main() -> None:
             "commit": commit,
             "wall_seconds": round(sum(attempts), 1),
             "wall_seconds_per_attempt": attempts,
+            "machine_speed_per_attempt": speeds,
             "rule_seconds": rule_seconds(workdir / "results" / "benchmarks"),
             "summary": table.astype(object).where(table.notna(), None).to_dict(orient="records"),
             "postprocess": json.loads(
@@ -65,6 +74,20 @@ def main() -> None:
             "recipe": (workdir / "workflow/profiles/cpu/recipe.yaml").read_text(),
         },
     )
+
+
+def machine_speed(steps: int = 40) -> dict:
+    """cpu_speed.py's ``bs16`` training rate on 2 threads now (about 20 s), and its ratio to the
+    rate recorded in bench/cpu_speed.json: below 1, this machine is slower than on that day."""
+    torch.set_num_threads(2)
+    rate = time_setting(SETTINGS["bs16"], steps)["train_images_per_s"]
+    recorded = json.loads((REPO / "bench" / "cpu_speed.json").read_text())
+    reference = recorded["settings"]["bs16"]["train_images_per_s"]
+    return {
+        "train_images_per_s": rate,
+        "of_cpu_speed_json": round(rate / reference, 2),
+        "cpu_speed_json_date": recorded["date"],
+    }
 
 
 def ablation_table(path: Path) -> list[dict] | None:
