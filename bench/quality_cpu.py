@@ -40,17 +40,11 @@ def main() -> None:
     command = ["snakemake", "--workflow-profile", "workflow/profiles/cpu"]
     command += ["--cores", args.cores] if args.cores else []
     command += ["--config", f"data_dir={data_dir}"]
-    attempts_file = workdir / "results" / "quality_cpu_attempts.json"
-    attempts = json.loads(attempts_file.read_text()) if attempts_file.is_file() else []
-    speeds_file = workdir / "results" / "quality_cpu_speeds.json"
-    speeds = json.loads(speeds_file.read_text()) if speeds_file.is_file() else []
-    speeds.append(machine_speed())
+    speeds = append_record(workdir / "results" / "quality_cpu_speeds.json", machine_speed())
     start = time.perf_counter()
     result = subprocess.run(command, cwd=workdir)
-    attempts.append(round(time.perf_counter() - start, 1))
-    attempts_file.parent.mkdir(parents=True, exist_ok=True)
-    attempts_file.write_text(json.dumps(attempts))
-    speeds_file.write_text(json.dumps(speeds))
+    seconds = round(time.perf_counter() - start, 1)
+    attempts = append_record(workdir / "results" / "quality_cpu_attempts.json", seconds)
     if result.returncode:
         sys.exit(f"snakemake failed (exit {result.returncode}); rerun this command to continue")
     table = pd.read_csv(workdir / "results" / "summary.csv")
@@ -74,6 +68,15 @@ def main() -> None:
             "recipe": (workdir / "workflow/profiles/cpu/recipe.yaml").read_text(),
         },
     )
+
+
+def append_record(path: Path, value: object) -> list:
+    """Append ``value`` to the JSON list at ``path`` (kept across attempts); the whole list."""
+    records = json.loads(path.read_text()) if path.is_file() else []
+    records.append(value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records))
+    return records
 
 
 def machine_speed(steps: int = 40) -> dict:

@@ -14,7 +14,7 @@ from saltseg.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-#: the layout of a saved state; raised when one written before no longer loads (2: cosine
+#: the layout of a saved state, bumped when one written before no longer loads (2: cosine
 #: schedules are a LambdaLR that reads the phase's re-sized epochs)
 FORMAT = 2
 
