@@ -129,7 +129,6 @@ def variants(budget: float) -> dict[str, dict]:
         phases = two_phases(budget, side_weight=0.1, **empty, **kw)
         return unet(lever, phases, **geometry, encoder_args=encoder_args, **DS_HC_SCSE)
 
-    first, second = two_phases(budget, side_weight=0.1, **empty)
     return {  # base64: the cpu profile's stage-1 model before this ablation
         "base64": unet("resnet10t U-Net, 101 resized to 64, BCE+Dice", [phase(budget)], **at64),
         "pad128": unet("full resolution: 101 reflect-padded to 128", [phase(budget)], pad_to=128),
@@ -218,16 +217,6 @@ def variants(budget: float) -> dict[str, dict]:
         ),
         "ds_hc_scse_half64": half(
             "ds_hc_scse_half128 on tiles resized to 64: half width without full resolution", 64
-        ),
-        "ds_hc_scse_half64to128": unet(
-            "ds_hc_scse_half128 with its BCE+Dice phase at 64 px (resized), Lovasz at 128",
-            [
-                {**first, "geometry": at64},
-                second,
-            ],
-            pad_to=128,
-            encoder_args=HALF,
-            **DS_HC_SCSE,
         ),
         "ds_hc_scse_half128_lovasz50": half(
             "ds_hc_scse_half128 with the Lovasz phase half the budget (was 30%)",

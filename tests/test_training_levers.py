@@ -7,13 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_training import (
-    assert_same_weights,
-    params,
-    run_fit,
-    run_killed_then_resumed,
-    toy_tiles,
-)
+from test_training import assert_same_weights, params, run_fit, run_killed_then_resumed
 from tiny import TINY_MODEL
 
 from saltseg.losses import build_loss
@@ -21,7 +15,6 @@ from saltseg.losses.empty import empty_loss, empty_target
 from saltseg.metrics import best_binarization, bucket_scores, coverage_bucket, remove_small
 from saltseg.models import build_model
 from saltseg.probs import Cut, binarize
-from saltseg.runtime.device import resolve_runtime
 from saltseg.training import loop
 from saltseg.training.optim import budget_epochs
 
@@ -87,35 +80,6 @@ def test_a_budget_phase_re_sizes_when_its_first_epoch_was_slow(tmp_path, monkeyp
     # the cosine follows each size: epoch 1 of 2, epoch 2 of 3, then epochs 3-6 of 7
     factors = [1, 1 / 2, 1 / 4] + [(1 + math.cos(math.pi * e / 7)) / 2 for e in (3, 4, 5, 6)]
     assert [row["lr"] for row in history] == pytest.approx([0.01 * f for f in factors])
-
-
-def test_a_phase_trains_and_validates_at_its_own_geometry(tmp_path, monkeypatch):
-    """Progressive resizing: phase 0 at 64 px, phase 1 at the model's own pad 128; the model
-    comes back with its own geometry, so prediction is at full resolution."""
-    seen = []
-    real_epoch, real_validate = loop._epoch, loop._validate
-
-    def epoch(forward, *args):
-        size = forward.geometry.to_network(torch.zeros(1, 1, 101, 101)).shape[-1]
-        seen.append(("train", size))
-        return real_epoch(forward, *args)
-
-    def validate(weights, *args):
-        seen.append(("val", weights.geometry.pad_to))
-        return real_validate(weights, *args)
-
-    monkeypatch.setattr(loop, "_epoch", epoch)
-    monkeypatch.setattr(loop, "_validate", validate)
-    p = params(epochs=1)
-    p["phases"] = [{**p["phases"][0], "geometry": {"resize_to": 64, "pad_to": 64}}, p["phases"][0]]
-    torch.manual_seed(0)
-    model = build_model("unet", 101, **p["model"])
-    runtime = resolve_runtime("cpu", "false", "false")
-    loop.fit(model, p, toy_tiles(16, 0), toy_tiles(8, 1), runtime, tmp_path, 0)
-    assert seen == [("train", 64), ("val", 64), ("train", 128), ("val", 128)]
-    own = model.geometry
-    assert (own.resize_to, own.pad_to, own.stride) == (101, 128, 32)
-    assert model.eval()(torch.zeros(2, 1, 101, 101)).shape == (2, 1, 101, 101)
 
 
 def test_validation_runs_every_n_epochs_and_at_the_end(tmp_path):

@@ -55,14 +55,9 @@ class Geometry(nn.Module):
             raise InputError(
                 "geometry.pad_to", f"reflect padding needs pad_to < 2 * {self.window} ({pad_to})"
             )
-        self.tile, self.resize_to, self.pad_to, self.stride = tile, resize_to, pad_to, stride
+        self.tile, self.resize_to, self.pad_to = tile, resize_to, pad_to
         total = pad_to - self.window
         self.pad = (total // 2, total - total // 2)
-
-    def at_size(self, resize_to: int | None = None, pad_to: int | None = None) -> Geometry:
-        """The same tile, stride and context margin at another network size (``resize_to``
-        defaults to the tile; ``pad_to`` to the resized window)."""
-        return Geometry(self.tile, resize_to or self.tile, pad_to, self.stride, self.margin)
 
     def _resize(self, x: torch.Tensor, size: int) -> torch.Tensor:
         if x.shape[-1] == size:

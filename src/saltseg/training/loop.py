@@ -52,9 +52,7 @@ def fit(
             ``runtime.compile``).
         params: the model's config: ``phases`` (each loss, optimizer, lr, schedule, epochs or a
             ``minutes`` budget, batch_size, snapshots, optional ``ema`` decay,
-            ``empty_weight`` and ``side_weight``, an optional ``geometry`` ``{resize_to,
-            pad_to}`` to train that phase at another network size: the phase's validation uses
-            it, the returned weights the model's own), ``augment`` and ``val_every``.
+            ``empty_weight`` and ``side_weight``), ``augment`` and ``val_every``.
         train: the labelled tiles, or the tiles of each phase ``data`` source (``train``,
             ``pseudo``, ``train+pseudo``).
         val: labelled tiles scored every ``val_every`` epochs, after the first epoch of a
@@ -86,8 +84,7 @@ def fit(
         torch.set_rng_state(state["rng"])
         log.info("resuming at phase %d epoch %d from %s", state["phase"], state["epoch"], path)
     augment, batch_augment = _augmentations(params)
-    geometry = model.geometry  # the model's own; a phase may train at another size
-    tile = geometry.tile  # masks given as context windows are cut to it for the loss
+    tile = model.geometry.tile  # masks given as context windows are cut to it for the loss
     val_every = params.get("val_every", 1)
     for p, phase in enumerate(params["phases"]):
         if p < state["phase"]:
@@ -101,7 +98,6 @@ def fit(
             log.warning("phase %d: no %s tiles (no confident pseudo-labels?), skipped", p, data)
             continue
         phase = dict(phase)
-        model.geometry = geometry.at_size(**phase["geometry"]) if "geometry" in phase else geometry
         if "minutes" in phase:  # sized by its epochs, the size kept for a resume
             phase["epochs"] = state.get("phase_epochs") if resuming else None
         loss_fn = build_loss(
@@ -167,7 +163,6 @@ def fit(
         if ema is not None:  # the next phase, and the final weights, start from the average
             model.load_state_dict(ema.module.state_dict())
         state.update(phase=p + 1, epoch=0)
-    model.geometry = geometry
     snapshots = state["snapshots"] or [_cpu_state(model)]
     return {"snapshots": snapshots, "history": state["history"]}
 
