@@ -43,6 +43,7 @@ FLIP = [{"name": "HorizontalFlip", "p": 0.5}]
 WIDE = [128, 64, 32, 16, 16]
 R10 = {"encoder_name": "resnet10t", "pretrained": "none", "decoder_channels": [64, 32, 16, 8, 8]}
 BS32_LRS = (0.004, 0.0013)  # both phases' learning rates x4/3 for batch 32
+ADAMW = {"optimizer": "adamw", "weight_decay": 0.01}
 HALF = {"channels": [32, 64, 128, 256], "stem_width": 16}  # resnet10t at half width
 THREE_EIGHTHS = {"channels": [24, 48, 96, 192], "stem_width": 12}  # and at 3/8 width
 #: the cpu profile's decoder: deep supervision (with its empty head), scSE, a hypercolumn fuse
@@ -98,16 +99,21 @@ def unet(lever: str, phases: list[dict], augment: list[dict] = FLIP, **model) ->
 
 
 def two_phases(
-    budget: float, lrs: tuple[float, float] = (0.003, 0.001), lovasz_share: float = 0.3, **kw
+    budget: float,
+    lrs: tuple[float, float] = (0.003, 0.001),
+    lovasz_share: float = 0.3,
+    lovasz_snapshots: int = 1,
+    **kw,
 ) -> list[dict]:
-    """BCE+Dice, then the symmetric Lovasz hinge for ``lovasz_share`` of the budget, at ``lrs``.
+    """BCE+Dice, then the symmetric Lovasz hinge for ``lovasz_share`` of the budget, at ``lrs``,
+    in ``lovasz_snapshots`` cosine cycles whose final weights are averaged.
 
     ``kw`` goes to both phases.
     """
     lovasz = lovasz_share * budget
     return [
         phase(budget - lovasz, snapshots=0, lr=lrs[0], **kw),
-        phase(lovasz, loss="lovasz_symmetric", lr=lrs[1], **kw),
+        phase(lovasz, loss="lovasz_symmetric", lr=lrs[1], snapshots=lovasz_snapshots, **kw),
     ]
 
 
@@ -217,6 +223,17 @@ def variants(budget: float) -> dict[str, dict]:
         ),
         "ds_hc_scse_half64": half(
             "ds_hc_scse_half128 on tiles resized to 64: half width without full resolution", 64
+        ),
+        "ds_hc_scse_half64_snap2": half(
+            "ds_hc_scse_half64 with two Lovasz cycles, both snapshots averaged",
+            64,
+            lovasz_snapshots=2,
+        ),
+        "ds_hc_scse_half64_adamw": half(
+            "ds_hc_scse_half64 with AdamW, decoupled weight decay 0.01", 64, **ADAMW
+        ),
+        "ds_hc_scse_half64_lr5": half(
+            "ds_hc_scse_half64 with BCE+Dice at lr 0.005 (was 0.003)", 64, lrs=(0.005, 0.001)
         ),
         "ds_hc_scse_half128_lovasz50": half(
             "ds_hc_scse_half128 with the Lovasz phase half the budget (was 30%)",

@@ -13,6 +13,7 @@ from saltseg.errors import InputError
 
 OPTIMIZERS = {
     "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
+    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
     "rmsprop": lambda params, lr, wd: torch.optim.RMSprop(params, lr=lr, weight_decay=wd),
     "sgd": lambda params, lr, wd: torch.optim.SGD(
         params, lr=lr, momentum=0.9, weight_decay=wd, nesterov=True
@@ -22,7 +23,8 @@ SCHEDULES = ("constant", "cosine", "plateau")
 
 
 def build_optimizer(model: nn.Module, phase: dict[str, Any]) -> torch.optim.Optimizer:
-    """The phase's optimiser (``adam``, ``rmsprop`` or ``sgd`` with Nesterov momentum 0.9)."""
+    """The phase's optimiser: ``adam`` (L2 ``weight_decay``), ``adamw`` (decoupled weight decay),
+    ``rmsprop`` or ``sgd`` with Nesterov momentum 0.9."""
     name = phase["optimizer"]
     if name not in OPTIMIZERS:
         raise InputError("optimizer", f"expected one of {', '.join(OPTIMIZERS)}, got {name!r}")
