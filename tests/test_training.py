@@ -184,7 +184,7 @@ def test_unknown_transform_is_named():
 def test_phase_validation_errors(tmp_path):
     bad = copy.deepcopy(params())
     bad["phases"][0]["optimizer"] = "lamb"
-    with pytest.raises(ValueError, match="optimizer: expected one of adam, rmsprop, sgd"):
+    with pytest.raises(ValueError, match="optimizer: expected one of adam, adamw, rmsprop, sgd"):
         run_fit(bad, tmp_path)
 
 
@@ -270,6 +270,26 @@ def test_schedules_give_the_lr_expected_at_chosen_epochs():
     assert got[:5] == pytest.approx([1e-4] * 5)
     assert got[5] == pytest.approx(5e-5)
     assert lrs({"optimizer": "adam", "lr": 0.003, "schedule": "constant"}, 3) == [0.003] * 3
+
+
+def test_adamw_decays_weights_apart_from_the_gradient_and_adam_through_it():
+    """One step from w = 2 with a zero loss gradient, lr 0.1, weight decay 0.01, by hand.
+
+    AdamW shrinks w by lr * wd * w (2 -> 1.998); Adam adds wd * w to the gradient, which its
+    normalised step turns into a full lr step (2 -> 1.9).
+    """
+    from saltseg.training.optim import build_optimizer
+
+    def one_step(name: str) -> float:
+        model = torch.nn.Linear(1, 1, bias=False)
+        torch.nn.init.constant_(model.weight, 2.0)
+        optimizer = build_optimizer(model, {"optimizer": name, "lr": 0.1, "weight_decay": 0.01})
+        (model.weight * 0.0).sum().backward()
+        optimizer.step()
+        return model.weight.item()
+
+    assert one_step("adamw") == pytest.approx(2.0 - 0.1 * 0.01 * 2.0)
+    assert one_step("adam") == pytest.approx(1.9, abs=1e-5)
 
 
 def test_each_phase_trains_on_its_data_source(tmp_path):
