@@ -22,8 +22,10 @@ from saltseg.training.optim import budget_epochs
 @pytest.mark.parametrize(
     "minutes, done, spent, seconds, snapshots, expected",
     [
-        (2, 0, 0, 25, 0, 4),  # 120 s / 25 s = 4.8 -> 4 epochs
-        (2, 0, 0, 25, 3, 3),  # 4 epochs, rounded down to whole cycles of 3 snapshots
+        (2, 0, 0, 25, 0, 5),  # 120 s / 25 s = 4.8 -> 5 epochs: 5 s over, not 20 s unused
+        (2, 0, 0, 35, 0, 3),  # 3.4 -> 3 epochs: 15 s unused, not 20 s over
+        (2, 0, 0, 25, 3, 6),  # 4.8 epochs: 2 cycles of 3 (6 epochs) come nearer than 1 (3)
+        (2, 0, 0, 40, 3, 3),  # 3 epochs: one cycle of 3
         (10, 0, 0, 60, 2, 10),  # 10 epochs in 2 cycles of 5
         (0.1, 0, 0, 60, 2, 2),  # the budget fits none: one epoch per cycle
         (2, 1, 40, 20, 0, 5),  # a slow first epoch: 1 done + 80 s left / 20 s

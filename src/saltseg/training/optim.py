@@ -52,13 +52,14 @@ def takes_snapshot(phase: dict[str, Any], epoch: int) -> bool:
 def budget_epochs(phase: dict[str, Any], done: int, spent: float, epoch_seconds: float) -> int:
     """Epochs of a phase with a ``minutes`` budget, re-sized after each epoch of its first cycle.
 
-    The ``done`` epochs took ``spent`` seconds; as many more of ``epoch_seconds`` as fit the rest
-    of the budget follow, rounded down to whole cosine cycles, with at least one epoch per cycle
-    and never a first cycle shorter than the epochs already done in it.
+    The ``done`` epochs took ``spent`` seconds; more epochs of ``epoch_seconds`` follow, in the
+    whole cosine cycles whose end comes nearest the budget (so a run neither leaves most of an
+    epoch unused nor overruns by more than half a cycle), with at least one epoch per cycle and
+    never a first cycle shorter than the epochs already done in it.
     """
     cycles = n_cycles(phase)
-    fit = done + int(max(phase["minutes"] * 60 - spent, 0.0) // max(epoch_seconds, 1e-9))
-    return max(cycles, fit - fit % cycles, done * cycles)
+    fit = done + max(phase["minutes"] * 60 - spent, 0.0) / max(epoch_seconds, 1e-9)
+    return max(cycles, cycles * round(fit / cycles), done * cycles)
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, phase: dict[str, Any]):
