@@ -37,7 +37,7 @@ from saltseg.training.loop import fit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import cpu_name, machine  # noqa: E402  (bench/ is no package)
+from default_dag import machine  # noqa: E402  (bench/ is no package)
 
 FLIP = [{"name": "HorizontalFlip", "p": 0.5}]
 WIDE = [128, 64, 32, 16, 16]
@@ -358,7 +358,6 @@ def main() -> None:
                 "n_train": len(train),
                 "n_val": len(val),
                 "threads": args.threads,
-                "cpu": cpu_name(),
                 "machine": machine(),
             }
         )

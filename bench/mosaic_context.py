@@ -33,7 +33,7 @@ from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_cpu import REPO, run_variant, save, variants  # noqa: E402
-from default_dag import cpu_name, machine  # noqa: E402
+from default_dag import machine  # noqa: E402
 
 TRUST_RATIO = 1.0  # mosaic.trust_ratio of config.yaml
 
@@ -115,7 +115,6 @@ def main() -> None:
                 f"{args.model} --variants {name} --minutes {args.minutes} --threads "
                 f"{args.threads} (variants side by side, rows merged)",
                 "trust_ratio": TRUST_RATIO,
-                "cpu": cpu_name(),
                 "machine": machine(),
             }
         )
