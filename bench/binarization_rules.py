@@ -1,0 +1,132 @@
+"""Binarization rules on a run's OOF maps, each tuned on two folds and scored on the third.
+
+Usage: python bench/binarization_rules.py --data-dir DATA --run RUN_DIR [--out FILE]
+
+RUN_DIR is a finished `cpu` run (results/blend/oof.parquet, results/folds.csv). Rules: the
+pipeline's threshold + minimum mask area; hysteresis (components above ``low`` kept where they
+reach ``high``); small components removed; and a peak gate (a tile stays empty unless its
+largest probability reaches ``peak``). Tuning on the other folds keeps the comparison honest:
+every rule is scored on tiles its parameters never saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from saltseg.data import kaggle
+from saltseg.metrics import tile_scores
+from saltseg.probs import read_probs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from default_dag import machine  # noqa: E402  (bench/ is no package)
+
+
+def with_area(pred: np.ndarray, area: int) -> np.ndarray:
+    small = pred.reshape(len(pred), -1).sum(1) < area
+    return np.where(small[:, None, None], False, pred)
+
+
+def hysteresis(probs: np.ndarray, low: float, high: float) -> np.ndarray:
+    out = np.zeros(probs.shape, bool)
+    for k, p in enumerate(probs):
+        n, labels = cv2.connectedComponents((p > low).astype(np.uint8), connectivity=8)
+        keep = np.zeros(n, bool)
+        keep[np.unique(labels[p > high])] = True
+        keep[0] = False
+        out[k] = keep[labels]
+    return out
+
+
+def without_small_parts(pred: np.ndarray, size: int) -> np.ndarray:
+    out = pred.copy()
+    for k, mask in enumerate(pred):
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(
+            mask.astype(np.uint8), connectivity=8
+        )
+        small = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] < size]
+        out[k][np.isin(labels, small)] = False
+    return out
+
+
+def peak_gate(probs: np.ndarray, threshold: float, peak: float) -> np.ndarray:
+    low = probs.reshape(len(probs), -1).max(1) < peak
+    return np.where(low[:, None, None], False, probs > threshold)
+
+
+def cross_fold(truth, fold, make, grid) -> dict:
+    """Score of ``make(*g)`` with ``g`` picked on the other folds, per fold and overall."""
+    scores = {g: tile_scores(truth, make(*g)) for g in grid}
+    total, picks = np.zeros(len(truth)), {}
+    for f in np.unique(fold):
+        best = max(grid, key=lambda g: scores[g][fold != f].mean())
+        total[fold == f] = scores[best][fold == f]
+        picks[int(f)] = [float(v) for v in best]
+    best_all = max(grid, key=lambda g: scores[g].mean())
+    return {
+        "cross_fold": float(total.mean()),
+        "picks_per_fold": picks,
+        "best_on_all": [float(v) for v in best_all],
+        "score_best_on_all": float(scores[best_all].mean()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--out", default=str(Path(__file__).with_name("binarization_rules.json")))
+    args = parser.parse_args()
+    run = Path(args.run)
+    ids, probs = read_probs(run / "results" / "blend" / "oof.parquet")
+    tiles = kaggle.load_train(args.data_dir, 101)
+    at = pd.Series(range(len(tiles.ids)), index=tiles.ids).loc[ids].to_numpy()
+    truth, images = tiles.masks[at].astype(bool), tiles.images[at]
+    probs = np.where(kaggle.is_blank(images)[:, None, None], 0.0, probs)  # blank tiles: empty
+    fold = pd.read_csv(run / "results" / "folds.csv").set_index("id").loc[ids, "fold"].to_numpy()
+    cuts = (0.42, 0.46, 0.5, 0.54)
+    rules = {
+        "threshold + min area": (
+            lambda t, a: with_area(probs > t, a),
+            [(t, a) for t in np.round(np.arange(0.3, 0.71, 0.04), 2) for a in range(0, 401, 20)],
+        ),
+        "hysteresis (low, high) + min area": (
+            lambda lo, hi, a: with_area(hysteresis(probs, lo, hi), a),
+            [
+                (lo, hi, a)
+                for lo in (0.3, 0.4, 0.5)
+                for hi in (0.6, 0.7, 0.8, 0.9)
+                for a in (0, 20, 40, 80)
+            ],
+        ),
+        "small parts removed + min area": (
+            lambda t, c, a: with_area(without_small_parts(probs > t, c), a),
+            [(t, c, a) for t in cuts for c in (0, 10, 20, 40, 80) for a in (0, 20, 40, 80)],
+        ),
+        "peak gate + min area": (
+            lambda t, m, a: with_area(peak_gate(probs, t, m), a),
+            [(t, m, a) for t in cuts for m in (0.5, 0.6, 0.7, 0.8, 0.9) for a in (0, 20, 40)],
+        ),
+    }
+    result = {
+        "command": "python bench/binarization_rules.py --data-dir DATA --run RUN",
+        "oof": str(run / "results" / "blend" / "oof.parquet"),
+        "n_tiles": len(ids),
+        "rules": {name: cross_fold(truth, fold, *rule) for name, rule in rules.items()},
+        "machine": machine(),
+    }
+    out = Path(args.out)
+    out.with_suffix(".tmp").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".tmp").replace(out)
+    for name, row in result["rules"].items():
+        print(f"{name}: {row['cross_fold']:.4f} (best on all {row['score_best_on_all']:.4f})")
+
+
+if __name__ == "__main__":
+    main()
