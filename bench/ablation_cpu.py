@@ -155,14 +155,16 @@ def variants(budget: float) -> dict[str, dict]:
     at64 = {"resize_to": 64, "pad_to": 64}
     empty = {"empty_weight": 0.05}
 
-    def half(lever: str, size: int, encoder_args: dict = HALF, empty: float = 0.05, **kw) -> dict:
+    def half(
+        lever: str, size: int, encoder_args: dict = HALF, empty_weight: float = 0.05, **kw
+    ) -> dict:
         """The cpu profile's net (``DS_HC_SCSE``, resnet10t at half width) on ``size`` px tiles.
 
-        128 is full resolution (reflect-padded), smaller sizes resize; ``empty`` weighs the
-        empty heads' BCE; ``kw`` goes to :func:`two_phases`.
+        128 is full resolution (reflect-padded), smaller sizes resize; ``empty_weight`` weighs
+        the empty heads' BCE; ``kw`` goes to :func:`two_phases`.
         """
         geometry = {"pad_to": 128} if size == 128 else {"resize_to": size, "pad_to": size}
-        phases = two_phases(budget, side_weight=0.1, empty_weight=empty, **kw)
+        phases = two_phases(budget, side_weight=0.1, empty_weight=empty_weight, **kw)
         return unet(lever, phases, **geometry, encoder_args=encoder_args, **DS_HC_SCSE)
 
     return {  # base64: the cpu profile's stage-1 model before this ablation
@@ -276,7 +278,9 @@ def variants(budget: float) -> dict[str, dict]:
             batch_size=8,
         ),
         "ds_hc_scse_half64_empty02": half(
-            "ds_hc_scse_half64 with the empty heads' BCE at weight 0.2 (was 0.05)", 64, empty=0.2
+            "ds_hc_scse_half64 with the empty heads' BCE at weight 0.2 (was 0.05)",
+            64,
+            empty_weight=0.2,
         ),
         "ds_hc_scse_half64_soft": self_trained(
             half("", 64),

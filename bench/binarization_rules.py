@@ -21,16 +21,12 @@ import numpy as np
 import pandas as pd
 
 from saltseg.data import kaggle
-from saltseg.metrics import tile_scores
-from saltseg.probs import read_probs
+from saltseg.io import atomic_path
+from saltseg.metrics import remove_small, tile_scores
+from saltseg.probs import align, read_probs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from default_dag import machine  # noqa: E402  (bench/ is no package)
-
-
-def with_area(pred: np.ndarray, area: int) -> np.ndarray:
-    small = pred.reshape(len(pred), -1).sum(1) < area
-    return np.where(small[:, None, None], False, pred)
 
 
 def hysteresis(probs: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -84,20 +80,21 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).with_name("binarization_rules.json")))
     args = parser.parse_args()
     run = Path(args.run)
-    ids, probs = read_probs(run / "results" / "blend" / "oof.parquet")
+    oof = run / "results" / "blend" / "oof.parquet"
     tiles = kaggle.load_train(args.data_dir, 101)
-    at = pd.Series(range(len(tiles.ids)), index=tiles.ids).loc[ids].to_numpy()
-    truth, images = tiles.masks[at].astype(bool), tiles.images[at]
-    probs = np.where(kaggle.is_blank(images)[:, None, None], 0.0, probs)  # blank tiles: empty
-    fold = pd.read_csv(run / "results" / "folds.csv").set_index("id").loc[ids, "fold"].to_numpy()
+    probs = align(oof, tiles.ids, *read_probs(oof))
+    probs = np.where(kaggle.is_blank(tiles.images)[:, None, None], 0.0, probs)  # blank: empty
+    truth = tiles.masks.astype(bool)
+    folds = pd.read_csv(run / "results" / "folds.csv").set_index("id")
+    fold = folds.loc[tiles.ids, "fold"].to_numpy()
     cuts = (0.42, 0.46, 0.5, 0.54)
     rules = {
         "threshold + min area": (
-            lambda t, a: with_area(probs > t, a),
+            lambda t, a: remove_small(probs > t, a),
             [(t, a) for t in np.round(np.arange(0.3, 0.71, 0.04), 2) for a in range(0, 401, 20)],
         ),
         "hysteresis (low, high) + min area": (
-            lambda lo, hi, a: with_area(hysteresis(probs, lo, hi), a),
+            lambda lo, hi, a: remove_small(hysteresis(probs, lo, hi), a),
             [
                 (lo, hi, a)
                 for lo in (0.3, 0.4, 0.5)
@@ -106,24 +103,23 @@ def main() -> None:
             ],
         ),
         "small parts removed + min area": (
-            lambda t, c, a: with_area(without_small_parts(probs > t, c), a),
+            lambda t, c, a: remove_small(without_small_parts(probs > t, c), a),
             [(t, c, a) for t in cuts for c in (0, 10, 20, 40, 80) for a in (0, 20, 40, 80)],
         ),
         "peak gate + min area": (
-            lambda t, m, a: with_area(peak_gate(probs, t, m), a),
+            lambda t, m, a: remove_small(peak_gate(probs, t, m), a),
             [(t, m, a) for t in cuts for m in (0.5, 0.6, 0.7, 0.8, 0.9) for a in (0, 20, 40)],
         ),
     }
     result = {
         "command": "python bench/binarization_rules.py --data-dir DATA --run RUN",
-        "oof": str(run / "results" / "blend" / "oof.parquet"),
-        "n_tiles": len(ids),
+        "oof": "RUN/results/blend/oof.parquet",
+        "n_tiles": len(tiles),
         "rules": {name: cross_fold(truth, fold, *rule) for name, rule in rules.items()},
         "machine": machine(),
     }
-    out = Path(args.out)
-    out.with_suffix(".tmp").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".tmp").replace(out)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     for name, row in result["rules"].items():
         print(f"{name}: {row['cross_fold']:.4f} (best on all {row['score_best_on_all']:.4f})")
 
