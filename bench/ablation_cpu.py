@@ -322,15 +322,18 @@ def variants(budget: float) -> dict[str, dict]:
 
 def score(truth: np.ndarray, blank: np.ndarray, probs: np.ndarray) -> dict:
     probs = np.where(blank[:, None, None], 0.0, probs)  # blank tiles are empty, as in submissions
-    thresholds, areas, table = binarization_table(truth, probs)  # areas[0] is 0: no area rule
-    threshold, _, tuned = best_cell(thresholds, areas[:1], table[:, :1])
-    cut, area, tuned_area = best_cell(thresholds, areas, table)
+    grid = binarization_table(truth, probs)  # areas[0] and peaks[0] are 0: no tile rule
+    thresholds, areas, peaks, table = grid
+    threshold, _, _, tuned = best_cell(thresholds, areas[:1], peaks[:1], table[:, :1, :1])
+    cut, area, _, tuned_area = best_cell(thresholds, areas, peaks[:1], table[:, :, :1])
+    rules = dict(zip(["threshold", "min_area", "min_peak", "score"], best_cell(*grid)))
     return {
         "at_0.5": competition_metric(truth, probs > 0.5),
         "tuned": tuned,
         "threshold": threshold,
         "tuned_min_area": tuned_area,
         "min_area": {"threshold": cut, "min_area": area},
+        "tuned_min_area_and_peak": rules,  # the pipeline's cut (cv.json)
         "buckets": bucket_scores(truth, remove_small(probs > cut, area)),
     }
 

@@ -53,8 +53,8 @@ def predict_with_head(model: nn.Module, images: np.ndarray) -> tuple[np.ndarray,
 
 
 def tuned(truth: np.ndarray, probs: np.ndarray) -> dict:
-    thresholds, areas, table = binarization_table(truth, probs)
-    cut, area, score = best_cell(thresholds, areas, table)
+    grid = binarization_table(truth, probs, min_peaks=np.array([0.0]))  # the area rule alone
+    cut, area, _, score = best_cell(*grid)
     buckets = bucket_scores(truth, remove_small(probs > cut, area))
     return {"threshold": cut, "min_area": area, "score": score, "buckets": buckets}
 

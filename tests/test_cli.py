@@ -160,6 +160,7 @@ def test_ensemble_weights_average_the_maps(synth_dir, tmp_path):
         "metric_at_0.5",
         "threshold",
         "min_area",
+        "min_peak",
         "metric_tuned",
         "buckets",
         "threshold_pixels",

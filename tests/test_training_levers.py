@@ -12,7 +12,14 @@ from tiny import TINY_MODEL
 
 from saltseg.losses import build_loss
 from saltseg.losses.empty import empty_loss, empty_target
-from saltseg.metrics import best_binarization, bucket_scores, coverage_bucket, remove_small
+from saltseg.metrics import (
+    best_binarization,
+    best_cell,
+    binarization_table,
+    bucket_scores,
+    coverage_bucket,
+    remove_small,
+)
 from saltseg.models import build_model
 from saltseg.probs import Cut, binarize
 from saltseg.training import loop
@@ -160,13 +167,44 @@ def truth_and_probs():
 
 def test_best_binarization_finds_the_area_rule_by_hand():
     truth, probs = truth_and_probs()
-    threshold, min_area, score = best_binarization(truth, probs)
+    off = np.array([0.0])
+    threshold, min_area, min_peak, score = best_binarization(truth, probs, min_peaks=off)
     # any threshold in [0.05, 0.8) keeps tile 1 whole; 10 is the smallest grid area in (5, 50]
-    assert (threshold, min_area, score) == (0.5, 10, 1.0)
-    assert best_binarization(truth, probs, min_areas=np.array([0]))[1:] == (0, 2 / 3)
+    assert (threshold, min_area, min_peak, score) == (0.5, 10, 0.0, 1.0)
+    assert best_binarization(truth, probs, min_areas=np.array([0]), min_peaks=off)[1:] == (
+        0,
+        0.0,
+        2 / 3,
+    )
     masks = binarize(probs, np.arange(300).reshape(3, 10, 10).astype(np.uint8), Cut(0.5, 10))
     assert masks.reshape(3, -1).sum(1).tolist() == [0, 50, 0]
     assert remove_small(probs > 0.5, 6).reshape(3, -1).sum(1).tolist() == [0, 50, 0]
+
+
+def test_the_peak_gate_empties_tiles_whose_largest_probability_is_low():
+    """Tile 0: an empty truth with a faint 30-pixel blob (0.6); tile 1: a 20-pixel salt body at
+    0.95; tile 2: a 40-pixel body at 0.65 with a 0.9 core. Areas cannot split tile 0 (30 px) from
+    tile 1 (20 px); the peak can: gates in (0.6, 0.9] empty tile 0 alone."""
+    truth = np.zeros((3, 10, 10), bool)
+    truth[1, :2, :] = True
+    truth[2, 4:8, :] = True
+    probs = np.zeros((3, 10, 10))
+    probs[0, 5:8, :] = 0.6
+    probs[1, :2, :] = 0.95
+    probs[2, 4:8, :] = 0.65
+    probs[2, 5, 5] = 0.9
+    thresholds, areas, peaks, table = binarization_table(
+        truth, probs, np.array([0.5]), np.array([0, 25]), np.array([0.0, 0.7, 0.95])
+    )
+    # by hand, tile scores summed over tiles 0, 1, 2: no rule keeps tile 0's blob (0 + 1 + 1);
+    # peak 0.7 empties tile 0 (1 + 1 + 1); peak 0.95 tiles 0 and 2 (1 + 1 + 0); area 25 empties
+    # tile 1 (0 + 0 + 1), with peak 0.7 tiles 0 and 1 (1 + 0 + 1), with 0.95 all but 2 (1 + 0 + 0)
+    assert table[0].tolist() == [[2 / 3, 1.0, 2 / 3], [1 / 3, 2 / 3, 1 / 3]]
+    assert best_cell(thresholds, areas, peaks, table) == (0.5, 0, 0.7, 1.0)
+    images = np.arange(300).reshape(3, 10, 10).astype(np.uint8)
+    masks = binarize(probs, images, Cut(0.5, 0, 0.7))
+    assert masks.reshape(3, -1).sum(1).tolist() == [0, 20, 40]
+    assert binarize(probs, images, Cut(0.5)).reshape(3, -1).sum(1).tolist() == [30, 20, 40]
 
 
 def test_bucket_scores_by_hand():

@@ -92,22 +92,24 @@ def align(path: str | Path, ids: list[str], maps_ids: list[str], maps: np.ndarra
 
 @dataclass(frozen=True)
 class Cut:
-    """How maps become masks: pixels above ``threshold``; a tile with fewer than ``min_area``
-    such pixels is empty (the tile-level emptiness rule, tuned on OOF with the threshold)."""
+    """How maps become masks: pixels above ``threshold``; a tile is empty when fewer than
+    ``min_area`` pixels pass, or when its largest probability is under ``min_peak`` (the
+    tile-level emptiness rules, tuned on OOF with the threshold)."""
 
     threshold: float = 0.5
     min_area: int = 0
+    min_peak: float = 0.0
 
     @classmethod
     def of(cls, cut: Cut | float) -> Cut:
-        """A cut as is, or a bare threshold as a cut without an area rule."""
+        """A cut as is, or a bare threshold as a cut without tile rules."""
         return cut if isinstance(cut, Cut) else cls(float(cut))
 
     @classmethod
     def read(cls, cv_json: str | Path, pixels: bool = False) -> Cut:
-        """The OOF-tuned cut of a ``cv.json``: threshold and minimum area for tiles, or with
-        ``pixels`` the threshold tuned without an area rule (``threshold_pixels``, for maps
-        without tiles such as whole sections).
+        """The OOF-tuned cut of a ``cv.json``: threshold, minimum area and minimum peak for
+        tiles, or with ``pixels`` the threshold tuned without tile rules (``threshold_pixels``,
+        for maps without tiles such as whole sections).
 
         Raises:
             InputError: the file is missing or holds no threshold.
@@ -116,15 +118,18 @@ class Cut:
             cv = json.loads(Path(cv_json).read_text())
             if pixels:
                 return cls(float(cv.get("threshold_pixels", cv["threshold"])))
-            return cls(float(cv["threshold"]), int(cv.get("min_area", 0)))
+            return cls(
+                float(cv["threshold"]), int(cv.get("min_area", 0)), float(cv.get("min_peak", 0.0))
+            )
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise InputError(cv_json, "expected a cv.json with a tuned threshold") from None
 
 
 def binarize(maps: np.ndarray, images: np.ndarray, cut: Cut | float) -> np.ndarray:
-    """``maps > cut`` as uint8 masks; blank tiles (one grey value), and tiles whose mask is
-    smaller than the cut's ``min_area``, are empty."""
+    """``maps > cut`` as uint8 masks; blank tiles (one grey value), tiles whose mask is smaller
+    than the cut's ``min_area`` and tiles whose largest probability is under its ``min_peak``
+    are empty."""
     cut = Cut.of(cut)
     masks = remove_small(maps > cut.threshold, cut.min_area).astype(np.uint8)
-    masks[is_blank(images)] = 0
+    masks[is_blank(images) | (maps.max(axis=(1, 2)) < cut.min_peak)] = 0
     return masks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,8 @@ def plot_oof_gallery(
 ) -> dict[str, Any]:
     """Draw the ``n`` worst OOF tiles (image | truth | prediction) and the empty/non-empty table.
 
-    Predictions are ``prob > threshold`` with blank tiles, and masks under the cut's minimum
-    area, empty, as in the submission.
+    Predictions are ``prob > threshold`` with blank tiles, and tiles under the cut's minimum
+    area or peak, empty, as in the submission.
     Tiles are sorted from worst to best by the competition's tile score; ties put the tile with
     more wrong pixels first, then go by id.
 
@@ -83,8 +84,7 @@ def plot_oof_gallery(
         "n_tiles": len(train),
         "shown": len(shown),
         "mean_score": float(scores.mean()),
-        "threshold": cut.threshold,
-        "min_area": cut.min_area,
+        **asdict(cut),
     }
     _draw_gallery(train, truth, pred, scores, shown, summary, out_png)
     if counts_json is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -58,21 +59,22 @@ def _write_combined(
 
 
 def score_oof(train: kaggle.Tiles, oof: np.ndarray) -> dict[str, Any]:
-    """The OOF metric at 0.5 and with the best threshold and minimum mask area (blank tiles
-    forced empty, as in the submission), the tuned metric per coverage bucket, and the best
-    threshold without an area rule (``threshold_pixels``, for whole sections)."""
+    """The OOF metric at 0.5 and with the best cut (threshold, minimum mask area and minimum
+    peak; blank tiles forced empty, as in the submission), the tuned metric per coverage bucket,
+    and the best threshold without tile rules (``threshold_pixels``, for whole sections)."""
     oof = np.where(kaggle.is_blank(train.images)[:, None, None], 0.0, oof)
-    thresholds, min_areas, table = binarization_table(train.masks, oof)  # min_areas[0] is 0
-    threshold, min_area, tuned = best_cell(thresholds, min_areas, table)
-    cut = probs_io.Cut(threshold, min_area)
+    grid = binarization_table(train.masks, oof)  # min_areas[0] and min_peaks[0] are 0: off
+    threshold, min_area, min_peak, tuned = best_cell(*grid)
+    thresholds, min_areas, min_peaks, table = grid
+    pixels = best_cell(thresholds, min_areas[:1], min_peaks[:1], table[:, :1, :1])[0]
+    cut = probs_io.Cut(threshold, min_area, min_peak)
     return {
         "n_tiles": len(train),
         "metric_at_0.5": competition_metric(train.masks, oof > 0.5),
-        "threshold": threshold,
-        "min_area": min_area,
+        **asdict(cut),
         "metric_tuned": tuned,
-        # for maps without tiles (whole sections), where no area rule applies
-        "threshold_pixels": best_cell(thresholds, min_areas[:1], table[:, :1])[0],
+        # for maps without tiles (whole sections), where no tile rule applies
+        "threshold_pixels": pixels,
         "buckets": bucket_scores(train.masks, probs_io.binarize(oof, train.images, cut)),
     }
 

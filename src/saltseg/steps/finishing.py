@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def threshold_for(mode: str, cv_json: str) -> probs_io.Cut:
-    """The binarisation: ``fixed`` is 0.5 with no area rule (the winners), ``tuned`` the
-    OOF-best threshold and minimum mask area of ``cv_json``."""
+    """The binarisation: ``fixed`` is 0.5 with no tile rules (the winners), ``tuned`` the
+    OOF-best threshold, minimum mask area and minimum peak of ``cv_json``."""
     return probs_io.Cut() if mode == "fixed" else probs_io.Cut.read(cv_json)
 
 
@@ -139,8 +140,7 @@ def postprocess(
     write_json(
         report_out,
         {
-            "threshold": cut.threshold,
-            "min_area": cut.min_area,
+            **asdict(cut),
             "oof_before": before_score,
             "oof_after": after_score,
             "gain": gain,
@@ -197,6 +197,7 @@ def summary(
             "oof_tuned": cv["metric_tuned"],
             "threshold": cv["threshold"],
             "min_area": cv.get("min_area", 0),
+            "min_peak": cv.get("min_peak", 0.0),
             **{f"score_{bucket}": b["score"] for bucket, b in cv.get("buckets", {}).items()},
             "train_seconds": round(train_seconds, 1),
         }
@@ -214,6 +215,7 @@ def summary(
     blend.update(
         threshold=report["threshold"],
         min_area=report.get("min_area", 0),
+        min_peak=report.get("min_peak", 0.0),
         oof_postprocessed=report["oof_after"],
         postprocess_gain=report["gain"],
         postprocess_applied=report["applied"],
