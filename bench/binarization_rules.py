@@ -4,9 +4,11 @@ Usage: python bench/binarization_rules.py --data-dir DATA --run RUN_DIR [--out F
 
 RUN_DIR is a finished `cpu` run (results/blend/oof.parquet, results/folds.csv). Rules: the
 pipeline's threshold + minimum mask area; hysteresis (components above ``low`` kept where they
-reach ``high``); small components removed; and a peak gate (a tile stays empty unless its
-largest probability reaches ``peak``). Tuning on the other folds keeps the comparison honest:
-every rule is scored on tiles its parameters never saw.
+reach ``high``); small components removed; a peak gate (a tile stays empty unless its
+largest probability reaches ``peak``); a learned gate (a gradient-boosted classifier of empty
+tiles on per-tile features of the map, the image and the depth, fitted on the other folds); and,
+as a ceiling, an oracle that knows which tiles are empty. Tuning on the other folds keeps the
+comparison honest: every rule is scored on tiles its parameters never saw.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
 
 from saltseg.data import kaggle
 from saltseg.io import atomic_path
@@ -56,6 +60,27 @@ def peak_gate(probs: np.ndarray, threshold: float, peak: float) -> np.ndarray:
     return np.where(low[:, None, None], False, probs > threshold)
 
 
+def tile_features(probs: np.ndarray, tiles: kaggle.Tiles) -> np.ndarray:
+    """Per tile: the largest probability, pixels above 0.2 / 0.5 / 0.8, the sum of the map, the
+    mean probability where it exceeds 0.2, image mean and spread, and depth."""
+    flat = probs.reshape(len(probs), -1)
+    above = [(flat > c).sum(1) for c in (0.2, 0.5, 0.8)]
+    confident = np.where(flat > 0.2, flat, 0).sum(1) / np.maximum(above[0], 1)
+    image = tiles.images.reshape(len(tiles), -1).astype(float)
+    columns = [flat.max(1), *above, flat.sum(1), confident, image.mean(1), image.std(1)]
+    return np.stack([*columns, tiles.depths], axis=1)
+
+
+def learned_empty(features: np.ndarray, empty: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """P(tile is empty) for each tile, from a classifier fitted on the other folds."""
+    p_empty = np.zeros(len(features))
+    for f in np.unique(fold):
+        model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=0)
+        model.fit(features[fold != f], empty[fold != f])
+        p_empty[fold == f] = model.predict_proba(features[fold == f])[:, 1]
+    return p_empty
+
+
 def cross_fold(truth, fold, make, grid) -> dict:
     """Score of ``make(*g)`` with ``g`` picked on the other folds, per fold and overall."""
     scores = {g: tile_scores(truth, make(*g)) for g in grid}
@@ -88,6 +113,9 @@ def main() -> None:
     folds = pd.read_csv(run / "results" / "folds.csv").set_index("id")
     fold = folds.loc[tiles.ids, "fold"].to_numpy()
     cuts = (0.42, 0.46, 0.5, 0.54)
+    empty = ~truth.reshape(len(truth), -1).any(1)
+    p_empty = learned_empty(tile_features(probs, tiles), empty, fold)
+    gates = np.round(np.arange(0.3, 0.91, 0.05), 2)
     rules = {
         "threshold + min area": (
             lambda t, a: remove_small(probs > t, a),
@@ -110,12 +138,24 @@ def main() -> None:
             lambda t, m, a: remove_small(peak_gate(probs, t, m), a),
             [(t, m, a) for t in cuts for m in (0.5, 0.6, 0.7, 0.8, 0.9) for a in (0, 20, 40)],
         ),
+        "learned gate (P(empty) above g)": (
+            lambda t, g: np.where((p_empty > g)[:, None, None], False, probs > t),
+            [(t, g) for t in cuts for g in gates],
+        ),
+        "oracle: true empty tiles empty (ceiling)": (
+            lambda t: np.where(empty[:, None, None], False, probs > t),
+            [(t,) for t in cuts],
+        ),
     }
     result = {
         "command": "python bench/binarization_rules.py --data-dir DATA --run RUN",
         "oof": "RUN/results/blend/oof.parquet",
         "n_tiles": len(tiles),
         "rules": {name: cross_fold(truth, fold, *rule) for name, rule in rules.items()},
+        "auc_empty": {
+            "peak": float(roc_auc_score(empty, -probs.reshape(len(probs), -1).max(1))),
+            "learned": float(roc_auc_score(empty, p_empty)),
+        },
         "machine": machine(),
     }
     with atomic_path(args.out) as tmp:
