@@ -156,14 +156,22 @@ def variants(budget: float) -> dict[str, dict]:
     empty = {"empty_weight": 0.05}
 
     def half(
-        lever: str, size: int, encoder_args: dict = HALF, empty_weight: float = 0.05, **kw
+        lever: str,
+        size: int,
+        encoder_args: dict = HALF,
+        empty_weight: float = 0.05,
+        input_features: tuple[str, ...] = (),
+        **kw,
     ) -> dict:
         """The cpu profile's net (``DS_HC_SCSE``, resnet10t at half width) on ``size`` px tiles.
 
         128 is full resolution (reflect-padded), smaller sizes resize; ``empty_weight`` weighs
-        the empty heads' BCE; ``kw`` goes to :func:`two_phases`.
+        the empty heads' BCE; ``input_features`` are appended to the tile; ``kw`` goes to
+        :func:`two_phases`.
         """
         geometry = {"pad_to": 128} if size == 128 else {"resize_to": size, "pad_to": size}
+        if input_features:
+            geometry["input_features"] = list(input_features)
         phases = two_phases(budget, side_weight=0.1, empty_weight=empty_weight, **kw)
         return unet(lever, phases, **geometry, encoder_args=encoder_args, **DS_HC_SCSE)
 
@@ -295,6 +303,16 @@ def variants(budget: float) -> dict[str, dict]:
             "ds_hc_scse_half128 with the Lovasz phase half the budget (was 30%)",
             128,
             lovasz_share=0.5,
+        ),
+        "ds_hc_scse_half128_cumsum": half(
+            "ds_hc_scse_half128 with a cumsum channel (centred amplitude summed down each trace)",
+            128,
+            input_features=("cumsum",),
+        ),
+        "ds_hc_scse_half128_depth": half(
+            "ds_hc_scse_half128 with a depth channel (row position, CoordConv)",
+            128,
+            input_features=("depth",),
         ),
         "ds_hc_scse_3eighths128": half(
             "ds_hc_scse_half128 with resnet10t at 3/8 width (24, 48, 96, 192): more epochs",

@@ -2,6 +2,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from tiny import TINY_MODEL
 
 from saltseg.errors import InputError
 from saltseg.losses import build_loss
@@ -11,6 +12,7 @@ from saltseg.models.centers import build_center
 from saltseg.models.decoders import GauDecoder, UnetDecoder
 from saltseg.models.encoders import TimmEncoder
 from saltseg.models.geometry import Geometry
+from saltseg.models.inputs import InputChannels
 from saltseg.models.summary import model_summary
 
 ENCODERS = ["resnet10t", "resnet18", "mobilenetv3_small_050"]
@@ -133,6 +135,31 @@ def test_unet_maps_tiles_to_tile_logits(name):
     assert out.shape == (2, 1, 101, 101)
     out.mean().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_input_channels_by_hand():
+    """A 3x2 tile with rows 0, 3, 6 (mean 3): centred -3, 0, 3, summed down -3, -3, 0, over 3
+    rows -1, -1, 0; depth 0, 0.5, 1 on every column."""
+    x = torch.tensor([0.0, 3.0, 6.0]).view(1, 1, 3, 1).expand(1, 1, 3, 2)
+    out = InputChannels(["cumsum", "depth"])(x)
+    assert out.shape == (1, 3, 3, 2)
+    assert torch.equal(out[0, 0], x[0, 0])
+    assert out[0, 1].tolist() == [[-1.0, -1.0], [-1.0, -1.0], [0.0, 0.0]]
+    assert out[0, 2].tolist() == [[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]]
+    assert torch.equal(InputChannels(["cumsum"])(x.flip(-1)), InputChannels(["cumsum"])(x))
+    with pytest.raises(InputError, match="input_features"):
+        InputChannels(["gradient"])
+
+
+def test_input_features_widen_the_encoder_input():
+    model = build_model("unet", 101, **TINY_MODEL, input_features=["cumsum", "depth"])
+    assert model.encoder.in_channels == 3
+    assert model(torch.randn(2, 1, 101, 101)).shape == (2, 1, 101, 101)
+    plain = build_model("unet", 101, **TINY_MODEL)
+    # the inputs add no weights: a model's checkpoint keys are those of the plain model
+    assert set(plain.state_dict()) == set(model.state_dict())
+    with pytest.raises(InputError, match="in_channels 1"):
+        build_model("unet", 101, **TINY_MODEL, in_channels=3, input_features=["depth"])
 
 
 def test_decoder_channel_count_is_checked():

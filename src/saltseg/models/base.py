@@ -12,7 +12,8 @@ from saltseg.models.geometry import Geometry
 
 
 class SegmentationModel(nn.Module):
-    """``geometry → encoder → center → decoder → fuse → head → geometry⁻¹`` (+ deep supervision).
+    """``inputs → geometry → encoder → center → decoder → fuse → head → geometry⁻¹``
+    (+ deep supervision).
 
     Args:
         geometry: brings tiles to the network size and logits back (:class:`Geometry`).
@@ -25,6 +26,8 @@ class SegmentationModel(nn.Module):
             (:class:`~saltseg.models.heads.DeepSupervision`), used in training mode only.
         classifier: an empty-tile head on the center's map
             (:class:`~saltseg.models.heads.ClassificationHead`), used in training mode only.
+        inputs: channels computed from the tile and appended to it
+            (:class:`~saltseg.models.inputs.InputChannels`); the tile alone by default.
     Returns:
         In eval mode, or without deep supervision and classifier: the logits tensor. In training
         mode with a classifier: ``{"logits", "empty_logit": (B, 1)}``; with deep supervision:
@@ -44,8 +47,10 @@ class SegmentationModel(nn.Module):
         fuse: nn.Module | None = None,
         deep_supervision: nn.Module | None = None,
         classifier: nn.Module | None = None,
+        inputs: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        self.inputs = inputs if inputs is not None else nn.Identity()
         self.geometry, self.encoder, self.decoder, self.head = geometry, encoder, decoder, head
         self.center = center if center is not None else NoCenter(encoder.out_channels[-1])
         self.fuse = fuse if fuse is not None else LastStage(decoder.stage_channels)
@@ -54,7 +59,7 @@ class SegmentationModel(nn.Module):
         self.deep_supervision, self.classifier = deep_supervision, classifier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict:
-        x = self.geometry.to_network(x)
+        x = self.geometry.to_network(self.inputs(x))
         size = (x.shape[-2], x.shape[-1])
         features = self.encoder(x)
         center = self.center(features[-1])

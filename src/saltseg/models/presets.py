@@ -19,6 +19,7 @@ from saltseg.models.decoders import GauDecoder, UnetDecoder
 from saltseg.models.encoders import TimmEncoder
 from saltseg.models.geometry import Geometry
 from saltseg.models.heads import ClassificationHead, DeepSupervision, SegmentationHead
+from saltseg.models.inputs import InputChannels
 
 DECODERS = ("unet", "gau")
 
@@ -30,6 +31,7 @@ def assemble(
     decoder_channels: list[int],
     pretrained: str = "none",
     in_channels: int = 1,
+    input_features: list[str] | None = None,
     stem: str = "default",
     encoder_args: dict[str, Any] | None = None,
     resize_to: int | None = None,
@@ -54,6 +56,8 @@ def assemble(
         decoder_channels: output channels of each decoder block, deepest first.
         pretrained: ``none``, ``imagenet`` or a local weights file.
         in_channels: input channels (1 for seismic tiles).
+        input_features: channels computed from a 1-channel tile and appended to it
+            (:mod:`saltseg.models.inputs`: ``cumsum``, ``depth``); none by default.
         stem: ``default`` or ``stride1`` (3x3 stride-1 first conv, no first max-pool).
         encoder_args: extra keyword arguments of the timm encoder (``channels``, ``stem_width``).
         resize_to: side after bilinear resizing; ``None`` keeps ``tile``.
@@ -80,8 +84,15 @@ def assemble(
     """
     if decoder not in DECODERS:
         raise InputError("decoder", f"expected one of {', '.join(DECODERS)}, got {decoder!r}")
+    inputs = InputChannels(input_features) if input_features else None
+    if inputs is not None and in_channels != 1:
+        raise InputError("input_features", f"expected in_channels 1, got {in_channels}")
     encoder = TimmEncoder(
-        encoder_name, in_channels, pretrained, stem=stem, encoder_args=encoder_args
+        encoder_name,
+        inputs.out_channels if inputs is not None else in_channels,
+        pretrained,
+        stem=stem,
+        encoder_args=encoder_args,
     )
     resize_to = resize_to or tile
     margin = (context or {}).get("margin", 0)
@@ -99,7 +110,7 @@ def assemble(
     side = DeepSupervision(dec.stage_channels, mid.out_channels) if deep_supervision else None
     head = SegmentationHead(fuse.out_channels)
     classifier = ClassificationHead(mid.out_channels) if empty_head else None
-    return SegmentationModel(geometry, encoder, dec, head, mid, fuse, side, classifier)
+    return SegmentationModel(geometry, encoder, dec, head, mid, fuse, side, classifier, inputs)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
