@@ -160,20 +160,20 @@ def variants(budget: float) -> dict[str, dict]:
         size: int,
         encoder_args: dict = HALF,
         empty_weight: float = 0.05,
-        input_features: tuple[str, ...] = (),
+        side_weight: float = 0.1,
+        model: dict | None = None,
         **kw,
     ) -> dict:
         """The cpu profile's net (``DS_HC_SCSE``, resnet10t at half width) on ``size`` px tiles.
 
-        128 is full resolution (reflect-padded), smaller sizes resize; ``empty_weight`` weighs
-        the empty heads' BCE; ``input_features`` are appended to the tile; ``kw`` goes to
-        :func:`two_phases`.
+        128 is full resolution (reflect-padded), smaller sizes resize; ``empty_weight`` and
+        ``side_weight`` weigh the deep supervision's empty heads and side outputs; ``model``
+        overrides model settings; ``kw`` goes to :func:`two_phases`.
         """
         geometry = {"pad_to": 128} if size == 128 else {"resize_to": size, "pad_to": size}
-        if input_features:
-            geometry["input_features"] = list(input_features)
-        phases = two_phases(budget, side_weight=0.1, empty_weight=empty_weight, **kw)
-        return unet(lever, phases, **geometry, encoder_args=encoder_args, **DS_HC_SCSE)
+        phases = two_phases(budget, side_weight=side_weight, empty_weight=empty_weight, **kw)
+        settings = {**geometry, "encoder_args": encoder_args, **DS_HC_SCSE, **(model or {})}
+        return unet(lever, phases, **settings)
 
     return {  # base64: the cpu profile's stage-1 model before this ablation
         "base64": unet("resnet10t U-Net, 101 resized to 64, BCE+Dice", [phase(budget)], **at64),
@@ -307,12 +307,20 @@ def variants(budget: float) -> dict[str, dict]:
         "ds_hc_scse_half128_cumsum": half(
             "ds_hc_scse_half128 with a cumsum channel (centred amplitude summed down each trace)",
             128,
-            input_features=("cumsum",),
+            model={"input_features": ["cumsum"]},
         ),
         "ds_hc_scse_half128_depth": half(
             "ds_hc_scse_half128 with a depth channel (row position, CoordConv)",
             128,
-            input_features=("depth",),
+            model={"input_features": ["depth"]},
+        ),
+        "ds_hc_scse_half128_side03": half(
+            "ds_hc_scse_half128 with the side outputs at weight 0.3 (was 0.1)", 128, side_weight=0.3
+        ),
+        "ds_hc_scse_half128_hc32": half(
+            "ds_hc_scse_half128 with a hypercolumn fuse of 32 channels (was 16)",
+            128,
+            model={"hypercolumn_channels": 32},
         ),
         "ds_hc_scse_3eighths128": half(
             "ds_hc_scse_half128 with resnet10t at 3/8 width (24, 48, 96, 192): more epochs",
