@@ -317,6 +317,9 @@ def variants(budget: float) -> dict[str, dict]:
         "ds_hc_scse_half128_side03": half(
             "ds_hc_scse_half128 with the side outputs at weight 0.3 (was 0.1)", 128, side_weight=0.3
         ),
+        "ds_hc_scse_half128_side05": half(
+            "ds_hc_scse_half128 with the side outputs at weight 0.5 (was 0.1)", 128, side_weight=0.5
+        ),
         "ds_hc_scse_half128_hc32": half(
             "ds_hc_scse_half128 with a hypercolumn fuse of 32 channels (was 16)",
             128,
