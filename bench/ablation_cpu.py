@@ -103,17 +103,18 @@ def two_phases(
     lrs: tuple[float, float] = (0.003, 0.001),
     lovasz_share: float = 0.3,
     lovasz_snapshots: int = 1,
+    lovasz_loss: str = "lovasz_symmetric",
     **kw,
 ) -> list[dict]:
-    """BCE+Dice, then the symmetric Lovasz hinge for ``lovasz_share`` of the budget, at ``lrs``,
-    in ``lovasz_snapshots`` cosine cycles whose final weights are averaged.
+    """BCE+Dice, then ``lovasz_loss`` (the symmetric Lovasz hinge) for ``lovasz_share`` of the
+    budget, at ``lrs``, in ``lovasz_snapshots`` cosine cycles whose final weights are averaged.
 
     ``kw`` goes to both phases.
     """
     lovasz = lovasz_share * budget
     return [
         phase(budget - lovasz, snapshots=0, lr=lrs[0], **kw),
-        phase(lovasz, loss="lovasz_symmetric", lr=lrs[1], snapshots=lovasz_snapshots, **kw),
+        phase(lovasz, loss=lovasz_loss, lr=lrs[1], snapshots=lovasz_snapshots, **kw),
     ]
 
 
@@ -319,6 +320,18 @@ def variants(budget: float) -> dict[str, dict]:
         ),
         "ds_hc_scse_half128_side05": half(
             "ds_hc_scse_half128 with the side outputs at weight 0.5 (was 0.1)", 128, side_weight=0.5
+        ),
+        "ds_hc_scse_half128_side03_lr5": half(
+            "ds_hc_scse_half128_side03 with BCE+Dice at lr 0.005 (was 0.003)",
+            128,
+            side_weight=0.3,
+            lrs=(0.005, 0.001),
+        ),
+        "ds_hc_scse_half128_side03_lovasz_elu": half(
+            "ds_hc_scse_half128_side03 with the Lovasz hinge on elu+1 (was symmetric)",
+            128,
+            side_weight=0.3,
+            lovasz_loss="lovasz_elu",
         ),
         "ds_hc_scse_half128_hc32": half(
             "ds_hc_scse_half128 with a hypercolumn fuse of 32 channels (was 16)",
