@@ -333,6 +333,13 @@ def variants(budget: float) -> dict[str, dict]:
             side_weight=0.3,
             lovasz_loss="lovasz_elu",
         ),
+        "ds_hc_scse_half128_side03_lovasz_elu40": half(
+            "ds_hc_scse_half128_side03_lovasz_elu with the Lovasz phase 40% of the budget (was 30%)",
+            128,
+            side_weight=0.3,
+            lovasz_loss="lovasz_elu",
+            lovasz_share=0.4,
+        ),
         "ds_hc_scse_half128_hc32": half(
             "ds_hc_scse_half128 with a hypercolumn fuse of 32 channels (was 16)",
             128,
