@@ -334,7 +334,7 @@ def variants(budget: float) -> dict[str, dict]:
             lovasz_loss="lovasz_elu",
         ),
         "ds_hc_scse_half128_side03_lovasz_elu40": half(
-            "ds_hc_scse_half128_side03_lovasz_elu with the Lovasz phase 40% of the budget (was 30%)",
+            "ds_hc_scse_half128_side03_lovasz_elu with the Lovasz phase at 40% (was 30%)",
             128,
             side_weight=0.3,
             lovasz_loss="lovasz_elu",
