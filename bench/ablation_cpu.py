@@ -104,17 +104,20 @@ def two_phases(
     lovasz_share: float = 0.3,
     lovasz_snapshots: int = 1,
     lovasz_loss: str = "lovasz_symmetric",
+    crops: tuple[int | None, int | None] = (None, None),
     **kw,
 ) -> list[dict]:
     """BCE+Dice, then ``lovasz_loss`` (the symmetric Lovasz hinge) for ``lovasz_share`` of the
-    budget, at ``lrs``, in ``lovasz_snapshots`` cosine cycles whose final weights are averaged.
+    budget, at ``lrs``, in ``lovasz_snapshots`` cosine cycles whose final weights are averaged;
+    each phase on training windows of ``crops`` px (None: whole tiles).
 
     ``kw`` goes to both phases.
     """
     lovasz = lovasz_share * budget
+    first, second = ({"crop": c} if c else {} for c in crops)
     return [
-        phase(budget - lovasz, snapshots=0, lr=lrs[0], **kw),
-        phase(lovasz, loss=lovasz_loss, lr=lrs[1], snapshots=lovasz_snapshots, **kw),
+        phase(budget - lovasz, snapshots=0, lr=lrs[0], **first, **kw),
+        phase(lovasz, loss=lovasz_loss, lr=lrs[1], snapshots=lovasz_snapshots, **second, **kw),
     ]
 
 
@@ -339,6 +342,20 @@ def variants(budget: float) -> dict[str, dict]:
             side_weight=0.3,
             lovasz_loss="lovasz_elu",
             lovasz_share=0.4,
+        ),
+        "ds_hc_scse_half128_side03_lovasz_elu_crop96": half(
+            "ds_hc_scse_half128_side03_lovasz_elu trained on random 96 px windows (1.5x img/s)",
+            128,
+            side_weight=0.3,
+            lovasz_loss="lovasz_elu",
+            crops=(96, 96),
+        ),
+        "ds_hc_scse_half128_side03_lovasz_elu_crop96bce": half(
+            "ds_hc_scse_half128_side03_lovasz_elu with BCE+Dice on 96 px windows, Lovasz on tiles",
+            128,
+            side_weight=0.3,
+            lovasz_loss="lovasz_elu",
+            crops=(96, None),
         ),
         "ds_hc_scse_half128_hc32": half(
             "ds_hc_scse_half128 with a hypercolumn fuse of 32 channels (was 16)",

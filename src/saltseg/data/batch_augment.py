@@ -238,6 +238,21 @@ def build_batch_augment(spec: list[dict[str, Any]]) -> BatchAugment | None:
     return BatchAugment(steps)
 
 
+def random_windows(
+    x: Tensor, y: Tensor, side: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """The same random ``side`` x ``side`` window of each image of ``x`` and mask of ``y``
+    (``(B, C, H, W)``), its offsets drawn uniformly per tile from ``generator``."""
+    h, w = x.shape[-2:]
+    top = torch.randint(0, h - side + 1, (len(x),), generator=generator).tolist()
+    left = torch.randint(0, w - side + 1, (len(x),), generator=generator).tolist()
+    windows = list(zip(top, left))
+    return tuple(
+        torch.stack([t[..., i : i + side, j : j + side] for t, (i, j) in zip(maps, windows)])
+        for maps in (x, y)
+    )
+
+
 class DeviceBatches:
     """Shuffled, augmented training batches from tiles held as one tensor on the device.
 

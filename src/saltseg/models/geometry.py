@@ -17,6 +17,10 @@ class Geometry(nn.Module):
     (``margin`` becomes ``round(margin * resize_to / tile)``), padded to ``pad_to``, and the output
     is cut to the central tile.
 
+    In training mode the network also takes *windows*: square crops of the tile whose side is a
+    multiple of ``stride`` (a phase's ``crop``), passed through at their own size, with logits of
+    that size (no resizing, padding or cutting: the tile's scale is kept).
+
     Args:
         tile: side of the tiles (101 in the competition).
         resize_to: side of the tile after bilinear resizing (``tile`` for no resize).
@@ -55,7 +59,7 @@ class Geometry(nn.Module):
             raise InputError(
                 "geometry.pad_to", f"reflect padding needs pad_to < 2 * {self.window} ({pad_to})"
             )
-        self.tile, self.resize_to, self.pad_to = tile, resize_to, pad_to
+        self.tile, self.resize_to, self.pad_to, self.stride = tile, resize_to, pad_to, stride
         total = pad_to - self.window
         self.pad = (total // 2, total - total // 2)
 
@@ -64,7 +68,25 @@ class Geometry(nn.Module):
             return x
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
+    def check_window(self, side: int, field: str = "crop") -> None:
+        """Raise unless training windows of ``side`` px can pass (see the class doc)."""
+        if self.margin or self.resize_to != self.tile:
+            raise InputError(field, "expected no context margin and no resize_to with crops")
+        if side % self.stride or not self.stride <= side < self.tile:
+            raise InputError(
+                field,
+                f"expected a multiple of the encoder stride {self.stride} under the tile side"
+                f" {self.tile}, got {side}",
+            )
+
+    def _is_window(self, side: int) -> bool:
+        """Whether a map of ``side`` px is a training window (or its logits)."""
+        plain = not self.margin and self.resize_to == self.tile
+        return self.training and plain and side < self.tile and side % self.stride == 0
+
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
+        if self._is_window(x.shape[-1]):
+            return x
         if x.shape[-1] != self.tile + 2 * self.margin:
             raise InputError(
                 "input",
@@ -76,6 +98,8 @@ class Geometry(nn.Module):
         return F.pad(x, (before, after, before, after), mode="reflect") if after else x
 
     def to_tile(self, y: torch.Tensor) -> torch.Tensor:
+        if self._is_window(y.shape[-1]):
+            return y
         start = self.pad[0] + self.scaled_margin
         y = y[..., start : start + self.resize_to, start : start + self.resize_to]
         return self._resize(y, self.tile)

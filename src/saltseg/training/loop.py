@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from saltseg.data.augment import build_augment
-from saltseg.data.batch_augment import DeviceBatches, build_batch_augment
+from saltseg.data.batch_augment import DeviceBatches, build_batch_augment, random_windows
 from saltseg.data.dataset import TileDataset
 from saltseg.data.kaggle import Tiles
 from saltseg.errors import InputError
@@ -98,6 +98,8 @@ def fit(
             log.warning("phase %d: no %s tiles (no confident pseudo-labels?), skipped", p, data)
             continue
         phase = dict(phase)
+        if phase.get("crop"):
+            model.geometry.check_window(phase["crop"], f"phase {p} crop")
         if "minutes" in phase:  # sized by its epochs, the size kept for a resume
             phase["epochs"] = state.get("phase_epochs") if resuming else None
         loss_fn = build_loss(
@@ -129,7 +131,10 @@ def fit(
                 dataset.augment.set_random_seed(epoch_seed)
             model.train()
             row = {"phase": p, "epoch": epoch, "data": data, "lr": optimizer.param_groups[0]["lr"]}
-            row.update(_epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row, ema, tile))
+            crop = _Windows(phase.get("crop"), epoch_seed)
+            row.update(
+                _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row, ema, tile, crop)
+            )
             plateau = phase.get("schedule") == "plateau"
             sized = "minutes" in phase
             if sized and (epoch == 0 or epoch < cycle_epochs(phase)):  # in its first cycle
@@ -222,14 +227,25 @@ def train_step(forward, x, y, loss_fn, optimizer, scaler, runtime: Runtime) -> t
     return loss
 
 
+class _Windows:
+    """A phase's ``crop``: random windows of ``side`` px from each batch (None: whole tiles),
+    drawn from a generator seeded per epoch so that a resumed run replays them."""
+
+    def __init__(self, side: int | None, seed: int) -> None:
+        self.side, self.generator = side, torch.Generator().manual_seed(seed)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return random_windows(x, y, self.side, self.generator) if self.side else (x, y)
+
+
 def _epoch(
-    forward, loader, loss_fn, optimizer, scaler, runtime, row, ema, tile: int
+    forward, loader, loss_fn, optimizer, scaler, runtime, row, ema, tile: int, crop: _Windows
 ) -> dict[str, float]:
     """One pass over the training set: mean loss, seconds, images/s, and the seconds the epoch
     would take at the pace after its first step (``steady_seconds``: no warm-up, no compiling).
 
     Masks wider than ``tile`` (context windows, augmented with their images) are cut to the
-    central tile, which is what the model outputs."""
+    central tile, which is what the model outputs; ``crop`` then cuts training windows."""
     start, total, count = time.perf_counter(), 0.0, 0
     first_seconds, first_count = 0.0, 0
     batches = tqdm(
@@ -239,10 +255,12 @@ def _epoch(
         disable=not sys.stderr.isatty(),
     )
     for x, y in batches:
-        x, y = runtime.to(x), y.to(runtime.device, non_blocking=True)
+        x, y = x.to(runtime.device, non_blocking=True), y.to(runtime.device, non_blocking=True)
         if y.shape[-1] > tile:
             start = (y.shape[-1] - tile) // 2
             y = y[..., start : start + tile, start : start + tile]
+        x, y = crop(x, y)
+        x = runtime.to(x)
         loss = train_step(forward, x, y, loss_fn, optimizer, scaler, runtime).item()
         if ema is not None:
             ema.update_parameters(forward)
