@@ -35,6 +35,15 @@ MODEL = {
     "resize_to": 64,
     "pad_to": 64,
 }
+CPU_PROFILE = {  # workflow/profiles/cpu/recipe.yaml's network, at full resolution
+    "resize_to": None,
+    "pad_to": 128,
+    "encoder_args": {"channels": [32, 64, 128, 256], "stem_width": 16},
+    "deep_supervision": True,
+    "attention": "scse",
+    "hypercolumn": True,
+    "hypercolumn_channels": 16,
+}
 SETTINGS = {
     "bs16": {"batch_size": 16},
     "bs32": {"batch_size": 32},
@@ -43,6 +52,8 @@ SETTINGS = {
     "bs32_bf16": {"batch_size": 32, "amp": "true"},
     "bs32_compile": {"batch_size": 32, "compile": True},
     "pad128_bs16": {"batch_size": 16, "model": {"resize_to": None, "pad_to": 128}},
+    "cpu_profile_bs16": {"batch_size": 16, "model": CPU_PROFILE},
+    "cpu_profile_bs16_bf16": {"batch_size": 16, "model": CPU_PROFILE, "amp": "true"},
 }
 
 

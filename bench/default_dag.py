@@ -37,11 +37,14 @@ def machine() -> dict:
     """The machine and library versions a number was measured with."""
     import torch
 
+    from saltseg.runtime.device import cpu_has_amx
+
     return {
         "platform": platform.platform(),
         "processor": platform.processor(),
         "cpu": cpu_name(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2 / AVX512: speed differs
+        "cpu_amx": cpu_has_amx(),  # bf16 matrix tiles: amp auto turns bf16 on
         "cpu_count": os.cpu_count(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),

@@ -13,7 +13,7 @@ from saltseg.config import model_params, validate_config
 from saltseg.data.augment import build_augment
 from saltseg.data.kaggle import Tiles
 from saltseg.models import build_model
-from saltseg.runtime.device import keep_freed_memory, resolve_runtime
+from saltseg.runtime.device import cpu_has_amx, keep_freed_memory, resolve_runtime
 from saltseg.training import checkpoint, loop
 
 
@@ -151,11 +151,24 @@ def test_runtime_choices():
     auto = resolve_runtime()
     assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        assert auto.amp_dtype is None and auto.channels_last
+        assert auto.amp_dtype == (torch.bfloat16 if cpu_has_amx() else None)
+        assert auto.channels_last
         with pytest.raises(ValueError, match="no CUDA device"):
             resolve_runtime("cuda")
+    assert resolve_runtime("cpu", "true").amp_dtype == torch.bfloat16
+    assert resolve_runtime("cpu", "false").amp_dtype is None
     with pytest.raises(ValueError, match="amp: expected auto, true or false"):
         resolve_runtime("cpu", "yes")
+
+
+def test_cpu_amx_probe_follows_torch(monkeypatch):
+    """amp: auto turns bf16 on for a CPU exactly when torch reports AMX tiles."""
+    for has_amx, dtype in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=has_amx: v)
+        assert cpu_has_amx() is has_amx
+        assert resolve_runtime("cpu", "auto").amp_dtype == dtype
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert not cpu_has_amx()
 
 
 def test_default_augmentations_keep_image_and_mask_aligned(repo):

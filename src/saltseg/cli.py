@@ -13,7 +13,7 @@ from saltseg.io import WriteError
 
 def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--amp", default="auto", help="mixed precision: auto (on for CUDA), true, false")
+    p.add_argument("--amp", default="auto", help="auto (CUDA, AMX CPUs), true, false")
     p.add_argument("--channels-last", default="auto", help="auto (on), true, false")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument(

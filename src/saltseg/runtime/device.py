@@ -19,7 +19,7 @@ class Runtime:
     Attributes:
         device: ``cuda`` or ``cpu``.
         amp_dtype: the autocast dtype, or None for full precision. On CUDA bf16 where supported,
-            fp16 (with a gradient scaler) otherwise; on CPU bf16 when asked for.
+            fp16 (with a gradient scaler) otherwise; on CPU bf16.
         channels_last: whether models and batches use the channels-last memory format.
         compile: whether training runs the model through ``torch.compile``.
     """
@@ -50,7 +50,9 @@ def resolve_runtime(
 
     Args:
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
-        amp: ``auto`` (on for CUDA), ``true`` or ``false``.
+        amp: ``auto`` (on for CUDA, and for CPUs with AMX tiles, whose bf16 matrix units train
+            the ``cpu`` profile's net 1.5x and predict 1.6x faster than fp32; without AMX bf16
+            is slower on CPU), ``true`` or ``false``.
         channels_last: ``auto`` (on: cuDNN and oneDNN convolutions are both faster in NHWC; on
             2 CPU threads a resnet18 U-Net trains ~20% and predicts ~30% faster), ``true`` or
             ``false``.
@@ -62,13 +64,19 @@ def resolve_runtime(
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device", f"{device!r} asked for, but torch sees no CUDA device")
     on_cuda = dev.type == "cuda"
-    use_amp = on_cuda if amp == "auto" else _flag("amp", amp)
+    use_amp = (on_cuda or cpu_has_amx()) if amp == "auto" else _flag("amp", amp)
     dtype = None
     if use_amp:
         bf16 = not on_cuda or torch.cuda.is_bf16_supported()
         dtype = torch.bfloat16 if bf16 else torch.float16
     use_cl = channels_last == "auto" or _flag("channels_last", channels_last)
     return Runtime(dev, dtype, use_cl, compile)
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), as torch reports."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, from glibc's malloc.h
