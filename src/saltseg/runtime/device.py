@@ -51,7 +51,7 @@ def resolve_runtime(
     Args:
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         amp: ``auto`` (on for CUDA, and for CPUs with AMX tiles, whose bf16 matrix units train
-            the ``cpu`` profile's net 1.5x and predict 1.6x faster than fp32; without AMX bf16
+            the ``cpu`` profile's net ~1.4x and predict ~1.5x faster than fp32; without AMX bf16
             is slower on CPU), ``true`` or ``false``.
         channels_last: ``auto`` (on: cuDNN and oneDNN convolutions are both faster in NHWC; on
             2 CPU threads a resnet18 U-Net trains ~20% and predicts ~30% faster), ``true`` or
