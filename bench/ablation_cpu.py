@@ -166,18 +166,21 @@ def variants(budget: float) -> dict[str, dict]:
         empty_weight: float = 0.05,
         side_weight: float = 0.1,
         model: dict | None = None,
+        amp: str | None = None,
         **kw,
     ) -> dict:
         """The cpu profile's net (``DS_HC_SCSE``, resnet10t at half width) on ``size`` px tiles.
 
         128 is full resolution (reflect-padded), smaller sizes resize; ``empty_weight`` and
         ``side_weight`` weigh the deep supervision's empty heads and side outputs; ``model``
-        overrides model settings; ``kw`` goes to :func:`two_phases`.
+        overrides model settings; ``amp`` (``true``/``false``) fixes the variant's precision
+        instead of the run's; ``kw`` goes to :func:`two_phases`.
         """
         geometry = {"pad_to": 128} if size == 128 else {"resize_to": size, "pad_to": size}
         phases = two_phases(budget, side_weight=side_weight, empty_weight=empty_weight, **kw)
         settings = {**geometry, "encoder_args": encoder_args, **DS_HC_SCSE, **(model or {})}
-        return unet(lever, phases, **settings)
+        variant = unet(lever, phases, **settings)
+        return variant if amp is None else {**variant, "amp": amp}
 
     return {  # base64: the cpu profile's stage-1 model before this ablation
         "base64": unet("resnet10t U-Net, 101 resized to 64, BCE+Dice", [phase(budget)], **at64),
@@ -357,25 +360,21 @@ def variants(budget: float) -> dict[str, dict]:
             lovasz_loss="lovasz_elu",
             crops=(96, None),
         ),
-        "ds_hc_scse_half128_side03_lovasz_elu_bf16": {
-            **half(
-                "ds_hc_scse_half128_side03_lovasz_elu in bf16 autocast (AMX: 1.5x img/s)",
-                128,
-                side_weight=0.3,
-                lovasz_loss="lovasz_elu",
-            ),
-            "amp": "true",
-        },
-        "ds_hc_scse_half128_side03_lovasz_elu_crop96bce_bf16": {
-            **half(
-                "ds_hc_scse_half128_side03_lovasz_elu_crop96bce in bf16 autocast",
-                128,
-                side_weight=0.3,
-                lovasz_loss="lovasz_elu",
-                crops=(96, None),
-            ),
-            "amp": "true",
-        },
+        "ds_hc_scse_half128_side03_lovasz_elu_bf16": half(
+            "ds_hc_scse_half128_side03_lovasz_elu in bf16 autocast (faster on AMX CPUs only)",
+            128,
+            side_weight=0.3,
+            lovasz_loss="lovasz_elu",
+            amp="true",
+        ),
+        "ds_hc_scse_half128_side03_lovasz_elu_crop96bce_bf16": half(
+            "ds_hc_scse_half128_side03_lovasz_elu_crop96bce in bf16 autocast",
+            128,
+            side_weight=0.3,
+            lovasz_loss="lovasz_elu",
+            crops=(96, None),
+            amp="true",
+        ),
         "ds_hc_scse_half128_hc32": half(
             "ds_hc_scse_half128 with a hypercolumn fuse of 32 channels (was 16)",
             128,
