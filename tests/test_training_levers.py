@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_training import assert_same_weights, params, run_fit, run_killed_then_resumed
+from test_training import (
+    assert_same_weights,
+    params,
+    run_fit,
+    run_killed_then_resumed,
+    toy_tiles,
+)
 from tiny import TINY_MODEL
 
 from saltseg.losses import build_loss
@@ -22,8 +28,10 @@ from saltseg.metrics import (
 )
 from saltseg.models import build_model
 from saltseg.probs import Cut, binarize
+from saltseg.runtime.device import resolve_runtime
+from saltseg.steps.fold_models import predict_forwards
 from saltseg.training import loop
-from saltseg.training.optim import budget_epochs
+from saltseg.training.optim import budget_epochs, slot_minutes
 
 
 @pytest.mark.parametrize(
@@ -89,6 +97,62 @@ def test_a_budget_phase_re_sizes_when_its_first_epoch_was_slow(tmp_path, monkeyp
     # the cosine follows each size: epoch 1 of 2, epoch 2 of 3, then epochs 3-6 of 7
     factors = [1, 1 / 2, 1 / 4] + [(1 + math.cos(math.pi * e / 7)) / 2 for e in (3, 4, 5, 6)]
     assert [row["lr"] for row in history] == pytest.approx([0.01 * f for f in factors])
+
+
+@pytest.mark.parametrize(
+    "p, spent_before, predict, expected",
+    [
+        (0, 0, 600, 30.0),  # (3000 - 600) s left, 3/4 of it to phase 0: 1800 s
+        (1, 1800, 600, 10.0),  # phase 0 kept to its share: the rest, 600 s
+        (1, 1900, 600, 500 / 60),  # phase 0 ran 100 s over: phase 1 gives them back
+        (1, 2500, 600, 0.0),  # nothing left
+    ],
+)
+def test_a_slot_splits_what_the_prediction_leaves_over_the_phases(
+    p, spent_before, predict, expected
+):
+    phases = [{"minutes": 30}, {"epochs": 2}, {"minutes": 10}]  # phase 1: epochs, not counted
+    q = 0 if p == 0 else 2
+    assert slot_minutes(phases, q, 50, spent_before, predict) == pytest.approx(expected)
+
+
+def test_a_slot_budget_times_the_prediction_at_the_validation_pace(tmp_path, monkeypatch):
+    """Slot 5 min; epochs of 10 s, validations of 2 s for the 8 validation tiles (0.25 s a pass),
+    and 480 prediction passes: 120 s. The phases (minutes 2 and 1) share the other 180 s 2:1.
+
+    Epoch 0 of phase 0 is sized before any validation (3.33 min: 2/3 of the slot), then every
+    epoch from the first validation on at 2 min: 10 epochs of 12 s. Phase 1 gets what is left,
+    300 - 120 - 120 s = 1 min: 5 epochs of 12 s. Training and prediction fill the slot.
+    """
+    real_epoch, real_validate = loop._epoch, loop._validate
+    monkeypatch.setattr(
+        loop, "_epoch", lambda *a: {**real_epoch(*a), "seconds": 10.0, "steady_seconds": 10.0}
+    )
+    monkeypatch.setattr(loop, "_validate", lambda *a: {**real_validate(*a), "val_seconds": 2.0})
+    phase = params(schedule="cosine", snapshots=1)["phases"][0]
+    p = {
+        **params(),
+        "slot_minutes": 5,
+        "phases": [{**phase, "minutes": 2}, {**phase, "minutes": 1}],
+    }
+    torch.manual_seed(0)
+    model = build_model("unet", 101, **p["model"])
+    runtime = resolve_runtime("cpu", "false", "false")
+    history = loop.fit(model, p, toy_tiles(16, 0), toy_tiles(8, 1), runtime, tmp_path, 0, 0, 480)[
+        "history"
+    ]
+    budgets = [(row["phase"], round(row["budget_minutes"], 3)) for row in history]
+    assert budgets == [(0, 3.333)] + [(0, 2.0)] * 9 + [(1, 1.0)] * 5
+    spent = sum(row["seconds"] + row["val_seconds"] for row in history)
+    assert spent + 480 * 2.0 / 8 == 5 * 60
+
+
+def test_the_prediction_passes_count_val_and_test_tiles_tta_and_snapshots(tmp_path):
+    (tmp_path / "sample_submission.csv").write_text("id,rle_mask\na,\nb,\nc,\nd,\ne,\n")
+    phases = [{"minutes": 2}, {"minutes": 1, "snapshots": 2}]
+    slot = {"slot_minutes": 5, "phases": phases}
+    assert predict_forwards(str(tmp_path), slot, 3, ("none", "hflip")) == (3 + 5) * 2 * 2
+    assert predict_forwards(str(tmp_path), {"phases": phases}, 3, ("none",)) == 0  # no slot
 
 
 def test_validation_runs_every_n_epochs_and_at_the_end(tmp_path):

@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--pseudo", help="this fold's pseudo-labels (for phases with data: *pseudo)")
+    p.add_argument(
+        "--predict-tta", default="none,hflip", help="the fold's prediction TTA (for slot_minutes)"
+    )
     p.add_argument("--context", help="the context rule's windows (models with context)")
     p.add_argument("--out-dir", required=True)
 
@@ -293,6 +296,7 @@ def _train(args: argparse.Namespace) -> None:
             workers=args.workers,
             pseudo=args.pseudo,
             context=args.context,
+            predict_tta=tuple(args.predict_tta.split(",")),
         )
 
 

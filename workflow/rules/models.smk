@@ -29,6 +29,7 @@ rule train:
         seed=config["seed"],
         tile=config["tile_size"],
         numerics=NUMERICS,
+        tta=",".join(config["predict"]["tta"]),
         out_dir=subpath(output.model, parent=True),
         pseudo=lambda wildcards, input: (
             f"--pseudo {input.pseudo}" if input.pseudo else ""
@@ -40,6 +41,7 @@ rule train:
         " --seed {params.seed} --device {params.numerics[device]} --amp {params.numerics[amp]}"
         " --channels-last {params.numerics[channels_last]} --threads {threads}"
         " --workers {params.numerics[workers]} --compile {resources.compile} {params.pseudo}"
+        " --predict-tta {params.tta}"
         " {params.context}"
         " --out-dir {params.out_dir}"
         " > {log} 2>&1"

@@ -40,6 +40,7 @@ def train(
     workers: int = 0,
     pseudo: str | None = None,
     context: str | None = None,
+    predict_tta: tuple[str, ...] = ("none", "hflip"),
 ) -> None:
     """Train one fold; write ``model.pt``, ``metrics.json``, ``history.csv`` and ``params.json``.
 
@@ -48,6 +49,8 @@ def train(
     ``data: train+pseudo`` on the train tiles plus its rows dealt to this fold. ``context`` is
     the context rule's file, for models with ``context: {margin}``: every image becomes its
     window, and every training mask its window over the labelled tiles of the same source.
+    With the model's ``slot_minutes``, training leaves time for the fold's prediction of its
+    validation and test tiles with ``predict_tta``.
     """
     out = Path(out_dir)
     windows = context_for(params["model"], context)
@@ -71,7 +74,8 @@ def train(
     model = build_model(params["arch"], tile, **params["model"])
     write_json(out / "params.json", {**params, "fold": fold, "seed": seed, "tile": tile})
     start = time.perf_counter()
-    result = fit(model, params, sources, val_tiles, runtime, out, seed + fold, workers)
+    forwards = predict_forwards(data_dir, params, len(val_tiles), predict_tta)
+    result = fit(model, params, sources, val_tiles, runtime, out, seed + fold, workers, forwards)
     history = pd.DataFrame(result["history"])
     write_csv(out / "history.csv", history)
     last = history.iloc[-1]
@@ -98,6 +102,17 @@ def train(
     with atomic_path(out / "model.pt") as tmp:
         torch.save({**bundle, "snapshots": result["snapshots"]}, tmp)
     (out / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def predict_forwards(
+    data_dir: str, params: dict[str, Any], n_val: int, tta: tuple[str, ...]
+) -> int:
+    """Forward passes of the fold's prediction (0 for a model without ``slot_minutes``): its
+    validation and test tiles, once per TTA and per snapshot kept."""
+    if not params.get("slot_minutes"):
+        return 0
+    snapshots = max(1, sum(phase.get("snapshots", 0) for phase in params["phases"]))
+    return (n_val + len(kaggle.test_ids(data_dir))) * len(tta) * snapshots
 
 
 def context_for(model: dict[str, Any], path: str | None) -> Context | None:

@@ -29,6 +29,7 @@ from saltseg.training.optim import (
     build_optimizer,
     build_schedule,
     cycle_epochs,
+    slot_minutes,
     takes_snapshot,
 )
 
@@ -44,6 +45,7 @@ def fit(
     work_dir: str | Path,
     seed: int,
     num_workers: int = 0,
+    predict_forwards: int = 0,
 ) -> dict[str, Any]:
     """Train ``model`` through ``params["phases"]``, resuming from ``work_dir/checkpoint.pt``.
 
@@ -52,7 +54,8 @@ def fit(
             ``runtime.compile``).
         params: the model's config: ``phases`` (each loss, optimizer, lr, schedule, epochs or a
             ``minutes`` budget, batch_size, snapshots, optional ``ema`` decay,
-            ``empty_weight`` and ``side_weight``), ``augment`` and ``val_every``.
+            ``empty_weight`` and ``side_weight``), ``augment``, ``val_every`` and an optional
+            ``slot_minutes`` that the budget phases share with the fold's prediction.
         train: the labelled tiles, or the tiles of each phase ``data`` source (``train``,
             ``pseudo``, ``train+pseudo``).
         val: labelled tiles scored every ``val_every`` epochs, after the first epoch of a
@@ -62,6 +65,8 @@ def fit(
         seed: seeds the batch order and augmentations of every epoch, so a resumed run
             replays the same epochs.
         num_workers: DataLoader processes (persistent within a phase; pinned memory on CUDA).
+        predict_forwards: forward passes of the prediction that shares ``slot_minutes`` with
+            this training; its seconds are estimated at the pace of the latest validation.
     Returns:
         ``{"snapshots": [state_dict, ...], "history": [row per epoch]}``; the snapshots are the
         weights at the end of each cosine cycle of phases with ``snapshots > 0``, or the final
@@ -138,7 +143,9 @@ def fit(
             plateau = phase.get("schedule") == "plateau"
             sized = "minutes" in phase
             if sized and (epoch == 0 or epoch < cycle_epochs(phase)):  # in its first cycle
-                _size(phase, p, row, state["history"], 1 if plateau else val_every)
+                rows = [*state["history"], row]
+                minutes = _budget_minutes(params, p, rows, len(val), predict_forwards)
+                _size(phase, p, row, state["history"], 1 if plateau else val_every, minutes)
             last = epoch + 1 == phase["epochs"]
             if plateau or (sized and epoch == 0) or last or (epoch + 1) % val_every == 0:
                 row.update(_validate(weights, val, loss_fn, runtime, phase["batch_size"]))
@@ -299,10 +306,31 @@ def _validate(model, val: Tiles, loss_fn, runtime: Runtime, batch_size: int) -> 
     }
 
 
+def _budget_minutes(
+    params: dict[str, Any], p: int, rows: list[dict], n_val: int, predict_forwards: int
+) -> float:
+    """Budget phase ``p``'s minutes: its own ``minutes``, or with ``slot_minutes`` its share of
+    what the slot leaves after the earlier phases and the prediction (:func:`slot_minutes`), the
+    prediction timed at the pace of the latest validation (none yet: not counted)."""
+    phases = params["phases"]
+    if not params.get("slot_minutes"):
+        return phases[p]["minutes"]
+    vals = [r["val_seconds"] for r in rows if "val_seconds" in r]
+    predict = vals[-1] / max(n_val, 1) * predict_forwards if vals else 0.0
+    before = sum(r["seconds"] + r.get("val_seconds", 0.0) for r in rows if r["phase"] < p)
+    return slot_minutes(phases, p, params["slot_minutes"], before, predict)
+
+
 def _size(
-    phase: dict[str, Any], p: int, row: dict[str, Any], history: list[dict], val_every: int
+    phase: dict[str, Any],
+    p: int,
+    row: dict[str, Any],
+    history: list[dict],
+    val_every: int,
+    minutes: float,
 ) -> None:
-    """Set the epochs of budget phase ``p`` from the seconds its epochs took so far.
+    """Set the epochs of budget phase ``p`` to fit ``minutes`` from the seconds its epochs took
+    so far (recorded in ``row`` as ``budget_minutes``).
 
     The time left is spent at the median pace of the last three epochs after their first step
     (warm-up, compilation, a job starting next to this one pass), plus the validations.
@@ -312,10 +340,11 @@ def _size(
     val = vals[-1] if vals else 0.0
     spent = sum(r["seconds"] + r.get("val_seconds", 0.0) for r in rows) + val  # + the last check
     pace = float(np.median([r["steady_seconds"] for r in rows[-3:]])) + val / val_every
-    epochs = budget_epochs(phase, len(rows), spent, pace)
+    epochs = budget_epochs({**phase, "minutes": minutes}, len(rows), spent, pace)
     if epochs != phase["epochs"]:
-        log.info("phase %d: %.1f min fit %d epochs of %.1f s", p, phase["minutes"], epochs, pace)
+        log.info("phase %d: %.1f min fit %d epochs of %.1f s", p, minutes, epochs, pace)
     phase["epochs"] = epochs
+    row["budget_minutes"] = minutes
 
 
 def _step(schedule, val_loss: float) -> None:
