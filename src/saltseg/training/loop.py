@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -317,7 +318,7 @@ def _budget_minutes(
         return phases[p]["minutes"]
     vals = [r["val_seconds"] for r in rows if "val_seconds" in r]
     predict = vals[-1] / max(n_val, 1) * predict_forwards if vals else 0.0
-    before = sum(r["seconds"] + r.get("val_seconds", 0.0) for r in rows if r["phase"] < p)
+    before = _seconds(r for r in rows if r["phase"] < p)
     return slot_minutes(phases, p, params["slot_minutes"], before, predict)
 
 
@@ -338,13 +339,18 @@ def _size(
     rows = [r for r in history if r["phase"] == p] + [row]
     vals = [r["val_seconds"] for r in rows if "val_seconds" in r]
     val = vals[-1] if vals else 0.0
-    spent = sum(r["seconds"] + r.get("val_seconds", 0.0) for r in rows) + val  # + the last check
+    spent = _seconds(rows) + val  # + the last check
     pace = float(np.median([r["steady_seconds"] for r in rows[-3:]])) + val / val_every
     epochs = budget_epochs({**phase, "minutes": minutes}, len(rows), spent, pace)
     if epochs != phase["epochs"]:
         log.info("phase %d: %.1f min fit %d epochs of %.1f s", p, minutes, epochs, pace)
     phase["epochs"] = epochs
     row["budget_minutes"] = minutes
+
+
+def _seconds(rows: Iterable[dict]) -> float:
+    """Seconds the epochs of ``rows`` took, their validations included."""
+    return sum(r["seconds"] + r.get("val_seconds", 0.0) for r in rows)
 
 
 def _step(schedule, val_loss: float) -> None:
