@@ -54,6 +54,12 @@ SETTINGS = {
     "pad128_bs16": {"batch_size": 16, "model": {"resize_to": None, "pad_to": 128}},
     "cpu_profile_bs16": {"batch_size": 16, "model": CPU_PROFILE},
     "cpu_profile_bs16_bf16": {"batch_size": 16, "model": CPU_PROFILE, "amp": "true"},
+    "cpu_profile_bs16_bf16_compile": {
+        "batch_size": 16,
+        "model": CPU_PROFILE,
+        "amp": "true",
+        "compile": True,
+    },
 }
 
 
