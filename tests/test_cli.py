@@ -177,3 +177,49 @@ def test_an_unwritable_output_is_one_line_naming_it(synth_dir, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
     assert err.startswith(f"saltseg folds: error: {out}: could not write (")
+
+
+def test_an_ensemble_of_one_member_copies_that_member(synth_dir, tmp_path, capsys):
+    train_ids = pd.read_csv(synth_dir / "train.csv")["id"].tolist()
+    test_ids = pd.read_csv(synth_dir / "sample_submission.csv")["id"].tolist()
+    rng = np.random.default_rng(0)
+    write_probs(tmp_path / "m_oof.parquet", train_ids, rng.random((len(train_ids), 101, 101)))
+    write_probs(tmp_path / "m_test.parquet", test_ids, rng.random((len(test_ids), 101, 101)))
+
+    def ensemble(out: str, *extra: str, oof: str = "m_oof.parquet") -> int:
+        return main(
+            [
+                "ensemble",
+                "--data-dir",
+                str(synth_dir),
+                "--oof-parts",
+                str(tmp_path / oof),
+                "--test-parts",
+                str(tmp_path / "m_test.parquet"),
+                "--weights",
+                "0.7",
+                *extra,
+                "--oof",
+                str(tmp_path / out / "oof.parquet"),
+                "--test",
+                str(tmp_path / out / "test.parquet"),
+                "--cv",
+                str(tmp_path / out / "cv.json"),
+            ]
+        )
+
+    assert ensemble("averaged") == 0  # read, averaged, scored: the member's own cv.json
+    member_cv = tmp_path / "averaged" / "cv.json"
+    assert ensemble("copied", "--cv-parts", str(member_cv)) == 0
+    for name in ("oof.parquet", "test.parquet"):
+        ids, maps = read_probs(tmp_path / "copied" / name)
+        want_ids, want = read_probs(tmp_path / "averaged" / name)
+        assert ids == want_ids and np.array_equal(maps, want)
+    copied_cv = json.loads((tmp_path / "copied" / "cv.json").read_text())
+    assert copied_cv == json.loads(member_cv.read_text())
+    assert copied_cv["n_tiles"] == len(train_ids)
+
+    write_probs(tmp_path / "rev.parquet", train_ids[::-1], np.zeros((len(train_ids), 101, 101)))
+    assert ensemble("bad", "--cv-parts", str(member_cv), oof="rev.parquet") == 2
+    assert "rev.parquet: expected one map per train id" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

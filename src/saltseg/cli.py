@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     _combine_args(p)
     p.add_argument("--weights", nargs="+", type=float, help="one per model (default: equal)")
     p.add_argument("--members", help="out: members.json, each member's folder and weight")
+    p.add_argument("--cv-parts", nargs="+", help="each member's cv.json (one member: copied)")
 
     p = sub.add_parser("mosaic", help="assemble all tiles into mosaics from their pixels")
     p.add_argument("--data-dir", required=True)
@@ -348,6 +349,7 @@ def _ensemble(args: argparse.Namespace) -> None:
         test_out=args.test,
         cv_out=args.cv,
         members_out=args.members,
+        cv_parts=args.cv_parts,
     )
 
 

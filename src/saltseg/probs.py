@@ -61,6 +61,14 @@ def read_maps(path: str | Path, columns: list[str], what: str) -> tuple[pa.Table
     return table, flat.reshape(-1, h, w).copy()  # writable: torch warns on read-only arrays
 
 
+def read_ids(path: str | Path) -> list[str]:
+    """The tile ids of a :func:`write_maps` file, without reading its maps."""
+    try:
+        return pq.read_table(path, columns=["id"]).column("id").to_pylist()
+    except (OSError, pa.ArrowInvalid) as err:
+        raise InputError(path, f"expected a saltseg per-tile parquet with ids ({err})") from None
+
+
 def write_probs(path: str | Path, ids: list[str], probs: np.ndarray) -> None:
     """Write probabilities ``(N, H, W)`` in [0, 1] for ``ids``, atomically.
 

@@ -9,6 +9,7 @@ rule blend:
         data=DATA_DIR,
         oof=blend_outputs("oof.parquet"),
         test=blend_outputs("test.parquet"),
+        cv=blend_outputs("cv.json"),
     output:
         oof="results/blend/oof.parquet",
         test="results/blend/test.parquet",
@@ -27,4 +28,4 @@ rule blend:
         "python -m saltseg ensemble --data-dir {input.data} --tile-size {params.tile}"
         " --oof-parts {input.oof} --test-parts {input.test} --weights {params.weights}"
         " --oof {output.oof} --test {output.test} --cv {output.cv}"
-        " --members {output.members} > {log} 2>&1"
+        " --cv-parts {input.cv} --members {output.members} > {log} 2>&1"

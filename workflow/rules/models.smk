@@ -109,6 +109,7 @@ rule ensemble:
         data=DATA_DIR,
         oof=lambda wildcards: stage_outputs("oof.parquet", [wildcards.stage]),
         test=lambda wildcards: stage_outputs("test.parquet", [wildcards.stage]),
+        cv=lambda wildcards: stage_outputs("cv.json", [wildcards.stage]),
     output:
         oof="results/{stage}/ensemble/oof.parquet",
         test="results/{stage}/ensemble/test.parquet",
@@ -123,5 +124,5 @@ rule ensemble:
         tile=config["tile_size"],
     shell:
         "python -m saltseg ensemble --data-dir {input.data} --tile-size {params.tile}"
-        " --oof-parts {input.oof} --test-parts {input.test}"
+        " --oof-parts {input.oof} --test-parts {input.test} --cv-parts {input.cv}"
         " --oof {output.oof} --test {output.test} --cv {output.cv} > {log} 2>&1"

@@ -12,7 +12,7 @@ import numpy as np
 from saltseg import probs as probs_io
 from saltseg.data import kaggle
 from saltseg.errors import InputError
-from saltseg.io import write_json
+from saltseg.io import copy_file, write_json
 from saltseg.metrics import best_cell, binarization_table, bucket_scores, competition_metric
 
 log = logging.getLogger(__name__)
@@ -102,20 +102,33 @@ def ensemble(
     test_out: str,
     cv_out: str,
     members_out: str | None = None,
+    cv_parts: list[str] | None = None,
 ) -> None:
     """Weighted average of several models' OOF and test maps, and the OOF score of the average.
 
     ``members_out`` (``members.json``) records each member's directory (the folder of its OOF
     file, holding ``fold<k>/model.pt``) and weight, so that ``predict-section --models`` on the
     ensemble's folder applies the same members and weights.
+
+    ``cv_parts`` (each member's ``cv.json``): the average of a single member is that member, so
+    its OOF, test and cv.json files are copied as they are instead of being read, averaged and
+    scored again (the same values; it spares the serial tail of a one-model run half a minute
+    per step).
     """
     if weights is not None and len(weights) != len(oof_parts):
         raise InputError("weights", f"expected {len(oof_parts)} weights, got {len(weights)}")
-    train = kaggle.load_train(data_dir, tile)
-    oof_ids, oof = mean_maps(oof_parts, weights)
-    if oof_ids != train.ids:
-        raise InputError(oof_parts[0], "expected one map per train id, in train.csv order")
-    _write_combined(train, oof, mean_maps(test_parts, weights), oof_out, test_out, cv_out)
+    for name, parts in [("test_parts", test_parts), ("cv_parts", cv_parts or oof_parts)]:
+        if len(parts) != len(oof_parts):
+            raise InputError(name, f"expected one file per OOF part ({len(oof_parts)})")
+    if len(oof_parts) == 1 and cv_parts:
+        _expect_train_order(oof_parts[0], probs_io.read_ids(oof_parts[0]), data_dir)
+        for part, out in zip([*oof_parts, *test_parts, *cv_parts], [oof_out, test_out, cv_out]):
+            copy_file(part, out)
+    else:
+        train = kaggle.load_train(data_dir, tile)
+        oof_ids, oof = mean_maps(oof_parts, weights)
+        _expect_train_order(oof_parts[0], oof_ids, data_dir)
+        _write_combined(train, oof, mean_maps(test_parts, weights), oof_out, test_out, cv_out)
     if members_out:
         weights = weights or [1.0] * len(oof_parts)
         members = [
@@ -123,3 +136,9 @@ def ensemble(
             for part, weight in zip(oof_parts, weights)
         ]
         write_json(members_out, {"members": members})
+
+
+def _expect_train_order(path: str, ids: list[str], data_dir: str) -> None:
+    """Raise unless ``ids`` (of the maps in ``path``) are the train ids in train.csv order."""
+    if ids != kaggle.train_ids(data_dir):
+        raise InputError(path, "expected one map per train id, in train.csv order")
