@@ -121,13 +121,15 @@ def ensemble(
         if len(parts) != len(oof_parts):
             raise InputError(name, f"expected one file per OOF part ({len(oof_parts)})")
     if len(oof_parts) == 1 and cv_parts:
-        _expect_train_order(oof_parts[0], probs_io.read_ids(oof_parts[0]), data_dir)
+        _expect_train_order(
+            oof_parts[0], probs_io.read_ids(oof_parts[0]), kaggle.train_ids(data_dir)
+        )
         for part, out in zip([*oof_parts, *test_parts, *cv_parts], [oof_out, test_out, cv_out]):
             copy_file(part, out)
     else:
         train = kaggle.load_train(data_dir, tile)
         oof_ids, oof = mean_maps(oof_parts, weights)
-        _expect_train_order(oof_parts[0], oof_ids, data_dir)
+        _expect_train_order(oof_parts[0], oof_ids, train.ids)
         _write_combined(train, oof, mean_maps(test_parts, weights), oof_out, test_out, cv_out)
     if members_out:
         weights = weights or [1.0] * len(oof_parts)
@@ -138,7 +140,7 @@ def ensemble(
         write_json(members_out, {"members": members})
 
 
-def _expect_train_order(path: str, ids: list[str], data_dir: str) -> None:
-    """Raise unless ``ids`` (of the maps in ``path``) are the train ids in train.csv order."""
-    if ids != kaggle.train_ids(data_dir):
+def _expect_train_order(path: str, ids: list[str], train_ids: list[str]) -> None:
+    """Raise unless ``ids`` (of the maps in ``path``) are ``train_ids``, in train.csv order."""
+    if ids != train_ids:
         raise InputError(path, "expected one map per train id, in train.csv order")
