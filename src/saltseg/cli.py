@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--predict-tta", default="none,hflip", help="the fold's prediction TTA (for slot_minutes)"
     )
+    p.add_argument(
+        "--predict-batch-size", type=int, default=64, help="the prediction's (and validation's)"
+    )
     p.add_argument("--context", help="the context rule's windows (models with context)")
     p.add_argument("--out-dir", required=True)
 
@@ -298,6 +301,7 @@ def _train(args: argparse.Namespace) -> None:
             pseudo=args.pseudo,
             context=args.context,
             predict_tta=tuple(args.predict_tta.split(",")),
+            predict_batch_size=args.predict_batch_size,
         )
 
 

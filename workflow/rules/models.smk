@@ -23,6 +23,7 @@ rule train:
     resources:
         gpu=1,
         compile=COMPILE,
+        batch_size=PREDICT_BATCH,
     params:
         model=model_json,
         n_folds=config["folds"]["n_folds"],
@@ -41,7 +42,7 @@ rule train:
         " --seed {params.seed} --device {params.numerics[device]} --amp {params.numerics[amp]}"
         " --channels-last {params.numerics[channels_last]} --threads {threads}"
         " --workers {params.numerics[workers]} --compile {resources.compile} {params.pseudo}"
-        " --predict-tta {params.tta}"
+        " --predict-tta {params.tta} --predict-batch-size {resources.batch_size}"
         " {params.context}"
         " --out-dir {params.out_dir}"
         " > {log} 2>&1"

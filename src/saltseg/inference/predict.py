@@ -11,6 +11,7 @@ from torch import nn
 
 from saltseg.data.dataset import to_tensor
 from saltseg.errors import InputError
+from saltseg.inference.fusion import fuse_conv_bn
 from saltseg.models import build_model
 from saltseg.runtime.device import Runtime
 
@@ -32,13 +33,15 @@ def predict_probs(
 
     ``T`` is the model's tile (``H`` itself, or less for context windows). Each TTA transform is
     applied to the input and inverted on the output; probabilities (not logits) are averaged.
+    The batch norms are folded into their convolutions first (:func:`fuse_conv_bn`).
     """
     unknown = set(tta) - set(TTA)
     if unknown:
         raise InputError("tta", f"expected names from {', '.join(TTA)}, got {sorted(unknown)}")
-    model.eval()
     side = getattr(getattr(model, "geometry", None), "tile", images.shape[-1])
     out = np.empty((len(images), side, side), dtype=np.float32)
+    if len(images):
+        model = fuse_conv_bn(model, runtime.to(to_tensor(images[:2])))
     for start in range(0, len(images), batch_size):
         x = runtime.to(to_tensor(images[start : start + batch_size]))
         total = torch.zeros((len(x), 1, side, side), device=runtime.device)

@@ -41,6 +41,7 @@ def train(
     pseudo: str | None = None,
     context: str | None = None,
     predict_tta: tuple[str, ...] = ("none", "hflip"),
+    predict_batch_size: int = 64,
 ) -> None:
     """Train one fold; write ``model.pt``, ``metrics.json``, ``history.csv`` and ``params.json``.
 
@@ -50,7 +51,8 @@ def train(
     the context rule's file, for models with ``context: {margin}``: every image becomes its
     window, and every training mask its window over the labelled tiles of the same source.
     With the model's ``slot_minutes``, training leaves time for the fold's prediction of its
-    validation and test tiles with ``predict_tta``.
+    validation and test tiles with ``predict_tta``; validation runs at ``predict_batch_size``,
+    so that its pace is the prediction's.
     """
     out = Path(out_dir)
     windows = context_for(params["model"], context)
@@ -75,7 +77,18 @@ def train(
     write_json(out / "params.json", {**params, "fold": fold, "seed": seed, "tile": tile})
     start = time.perf_counter()
     forwards = predict_forwards(data_dir, params, len(val_tiles), predict_tta)
-    result = fit(model, params, sources, val_tiles, runtime, out, seed + fold, workers, forwards)
+    result = fit(
+        model,
+        params,
+        sources,
+        val_tiles,
+        runtime,
+        out,
+        seed + fold,
+        workers,
+        forwards,
+        predict_batch_size,
+    )
     history = pd.DataFrame(result["history"])
     write_csv(out / "history.csv", history)
     last = history.iloc[-1]

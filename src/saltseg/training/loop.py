@@ -47,6 +47,7 @@ def fit(
     seed: int,
     num_workers: int = 0,
     predict_forwards: int = 0,
+    predict_batch_size: int = 64,
 ) -> dict[str, Any]:
     """Train ``model`` through ``params["phases"]``, resuming from ``work_dir/checkpoint.pt``.
 
@@ -68,6 +69,8 @@ def fit(
         num_workers: DataLoader processes (persistent within a phase; pinned memory on CUDA).
         predict_forwards: forward passes of the prediction that shares ``slot_minutes`` with
             this training; its seconds are estimated at the pace of the latest validation.
+        predict_batch_size: the validation's batch size, the prediction's, so that the two
+            run at the same pace.
     Returns:
         ``{"snapshots": [state_dict, ...], "history": [row per epoch]}``; the snapshots are the
         weights at the end of each cosine cycle of phases with ``snapshots > 0``, or the final
@@ -149,7 +152,7 @@ def fit(
                 _size(phase, p, row, state["history"], 1 if plateau else val_every, minutes)
             last = epoch + 1 == phase["epochs"]
             if plateau or (sized and epoch == 0) or last or (epoch + 1) % val_every == 0:
-                row.update(_validate(weights, val, loss_fn, runtime, phase["batch_size"]))
+                row.update(_validate(weights, val, loss_fn, runtime, predict_batch_size))
             _step(schedule, row.get("val_loss"))
             state["history"].append(row)
             log.info(
