@@ -16,7 +16,7 @@ SRC = Path(gpus.__file__).resolve().parents[2]  # the package under test, not an
 HOLD = """
 import os, sys, time
 from saltseg.runtime.gpus import claim_gpu
-with claim_gpu(int(sys.argv[1]), sys.argv[2]) as slot:
+with claim_gpu(int(sys.argv[1]), sys.argv[2], int(sys.argv[3])) as slot:
     print(slot, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
     time.sleep(60)
 """
@@ -27,10 +27,10 @@ def no_visible_devices(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
 
-def start_job(n_gpus: int, lock_dir) -> tuple[subprocess.Popen, str]:
+def start_job(n_gpus: int, lock_dir, jobs_per_gpu: int = 1) -> tuple[subprocess.Popen, str]:
     """A process that claims a slot and holds it; returns it and the 'slot device' it printed."""
     job = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(n_gpus), str(lock_dir)],
+        [sys.executable, "-c", HOLD, str(n_gpus), str(lock_dir), str(jobs_per_gpu)],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(SRC)},
@@ -62,3 +62,34 @@ def test_cpu_runs_and_scheduler_choices_are_left_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
     with claim_gpu(2, tmp_path) as slot:
         assert slot is None and os.environ["CUDA_VISIBLE_DEVICES"] == "5"
+
+
+def test_jobs_per_gpu_share_devices_in_order(tmp_path):
+    """gpu=4 slots on a faked 2-GPU machine with 2 jobs per GPU: slots 0,1 on GPU 0, 2,3 on 1."""
+    jobs = [start_job(2, tmp_path, jobs_per_gpu=2) for _ in range(4)]
+    try:
+        assert [seen for _, seen in jobs] == ["0 0", "1 0", "2 1", "3 1"]
+        with pytest.raises(RuntimeError, match=r"all 4 GPU slots .*2 GPUs x 2 jobs.*gpu=4"):
+            with claim_gpu(2, tmp_path, jobs_per_gpu=2):
+                pass
+        jobs[2][0].send_signal(signal.SIGKILL)
+        jobs[2][0].wait()
+        with claim_gpu(2, tmp_path, jobs_per_gpu=2) as slot:
+            assert slot == 2 and os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    finally:
+        for job, _ in jobs:
+            job.kill()
+            job.wait()
+
+
+def test_jobs_per_gpu_below_one_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="jobs_per_gpu: expected an integer >= 1, got 0"):
+        with claim_gpu(2, tmp_path, jobs_per_gpu=0):
+            pass
+
+
+def test_memory_share_is_capped_only_for_shared_cuda_devices():
+    import torch
+
+    assert gpus.cap_memory_share(torch.device("cpu"), 4) is None
+    assert gpus.cap_memory_share(torch.device("cuda"), 1) is None

@@ -24,6 +24,18 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
         choices=["true", "false"],
         help="torch.compile the model for training (--compile alone: true)",
     )
+    p.add_argument(
+        "--cuda-graphs",
+        default="auto",
+        choices=["auto", "true", "false"],
+        help="capture each CUDA training step as one graph (auto: on CUDA where a phase allows)",
+    )
+    p.add_argument(
+        "--jobs-per-gpu",
+        type=int,
+        default=1,
+        help="jobs that share one GPU (--resources gpu=N*k on N GPUs); each caps its memory to 1/k",
+    )
 
 
 def _fold_args(p: argparse.ArgumentParser) -> None:
@@ -222,12 +234,16 @@ def _runtime(args: argparse.Namespace):
     import torch
 
     from saltseg.runtime.device import keep_freed_memory, resolve_runtime
+    from saltseg.runtime.gpus import cap_memory_share
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    runtime = resolve_runtime(args.device, args.amp, args.channels_last, args.compile == "true")
+    runtime = resolve_runtime(
+        args.device, args.amp, args.channels_last, args.compile == "true", args.cuda_graphs
+    )
     if runtime.device.type == "cpu":
         keep_freed_memory()
+    cap_memory_share(runtime.device, args.jobs_per_gpu)
     return runtime
 
 
@@ -286,7 +302,7 @@ def _train(args: argparse.Namespace) -> None:
     from saltseg import steps
     from saltseg.runtime.gpus import claim_gpu
 
-    with claim_gpu(_gpu_slots(args.device)):
+    with claim_gpu(_gpu_slots(args.device), jobs_per_gpu=args.jobs_per_gpu):
         steps.train(
             args.data_dir,
             args.folds,
@@ -309,7 +325,7 @@ def _predict(args: argparse.Namespace) -> None:
     from saltseg import steps
     from saltseg.runtime.gpus import claim_gpu
 
-    with claim_gpu(_gpu_slots(args.device)):
+    with claim_gpu(_gpu_slots(args.device), jobs_per_gpu=args.jobs_per_gpu):
         steps.predict(
             args.model,
             args.data_dir,
@@ -442,7 +458,7 @@ def _predict_section(args: argparse.Namespace) -> None:
     from saltseg.runtime.gpus import claim_gpu
     from saltseg.sections import predict_section
 
-    with claim_gpu(_gpu_slots(args.device)):
+    with claim_gpu(_gpu_slots(args.device), jobs_per_gpu=args.jobs_per_gpu):
         predict_section(
             args.models,
             args.input,

@@ -38,10 +38,12 @@ BLEND = blend_members(config)  # [(stage, model, weight), ...]
 RUNTIME = config["runtime"]
 # Settings that can change numbers are params (a change reruns the jobs): device, precision,
 # memory format and loader workers (each worker draws its own augmentation stream). Threads,
-# torch.compile (float rounding at most) and the prediction batch size only change speed: they
-# are threads and resources, which never rerun a finished job.
+# torch.compile and CUDA graphs (float rounding at most), GPU sharing and the prediction batch
+# size only change speed: they are threads and resources, which never rerun a finished job.
 NUMERICS = {key: RUNTIME[key] for key in ("device", "amp", "channels_last", "workers")}
 COMPILE = "true" if RUNTIME["compile"] else "false"
+CUDA_GRAPHS = RUNTIME["cuda_graphs"]
+JOBS_PER_GPU = str(RUNTIME["jobs_per_gpu"])  # a string: no scheduler counts it
 PREDICT_BATCH = config["predict"]["batch_size"]
 
 

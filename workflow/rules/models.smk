@@ -22,6 +22,8 @@ rule train:
     threads: RUNTIME["threads"]
     resources:
         gpu=1,
+        cuda_graphs=CUDA_GRAPHS,
+        jobs_per_gpu=JOBS_PER_GPU,
         compile=COMPILE,
         batch_size=PREDICT_BATCH,
     params:
@@ -41,6 +43,7 @@ rule train:
         " --n-folds {params.n_folds} --tile-size {params.tile} --params {params.model:q}"
         " --seed {params.seed} --device {params.numerics[device]} --amp {params.numerics[amp]}"
         " --channels-last {params.numerics[channels_last]} --threads {threads}"
+        " --cuda-graphs {resources.cuda_graphs} --jobs-per-gpu {resources.jobs_per_gpu}"
         " --workers {params.numerics[workers]} --compile {resources.compile} {params.pseudo}"
         " --predict-tta {params.tta} --predict-batch-size {resources.batch_size}"
         " {params.context}"
@@ -66,6 +69,8 @@ rule predict:
     threads: RUNTIME["threads"]
     resources:
         gpu=1,
+        cuda_graphs=CUDA_GRAPHS,
+        jobs_per_gpu=JOBS_PER_GPU,
         batch_size=PREDICT_BATCH,
     params:
         n_folds=config["folds"]["n_folds"],
@@ -78,6 +83,7 @@ rule predict:
         " --fold {wildcards.fold} --n-folds {params.n_folds} --tile-size {params.tile}"
         " --device {params.numerics[device]} --amp {params.numerics[amp]}"
         " --channels-last {params.numerics[channels_last]} --threads {threads}"
+        " --cuda-graphs {resources.cuda_graphs} --jobs-per-gpu {resources.jobs_per_gpu}"
         " --tta {params.tta} --batch-size {resources.batch_size}"
         " --oof {output.oof} --test {output.test} {params.context} > {log} 2>&1"
 

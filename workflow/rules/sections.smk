@@ -15,6 +15,8 @@ rule predict_section:
     threads: RUNTIME["threads"]
     resources:
         gpu=1,
+        cuda_graphs=CUDA_GRAPHS,
+        jobs_per_gpu=JOBS_PER_GPU,
         batch_size=PREDICT_BATCH,
     params:
         blend=lambda wildcards, input: Path(input.members).parent,
@@ -29,7 +31,8 @@ rule predict_section:
         " --axis {params.axis} --batch-size {resources.batch_size}"
         " --tta {params.tta} --threshold {params.threshold} --device {params.numerics[device]}"
         " --amp {params.numerics[amp]} --channels-last {params.numerics[channels_last]}"
-        " --threads {threads} > {log} 2>&1"
+        " --threads {threads} --cuda-graphs {resources.cuda_graphs}"
+        " --jobs-per-gpu {resources.jobs_per_gpu} > {log} 2>&1"
 
 
 rule sections:

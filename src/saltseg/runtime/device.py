@@ -22,12 +22,15 @@ class Runtime:
             fp16 (with a gradient scaler) otherwise; on CPU bf16.
         channels_last: whether models and batches use the channels-last memory format.
         compile: whether training runs the model through ``torch.compile``.
+        cuda_graphs: whether training steps are captured as CUDA graphs where a phase allows
+            it (:mod:`saltseg.training.graphed`); only ever true on CUDA.
     """
 
     device: torch.device
     amp_dtype: torch.dtype | None
     channels_last: bool
     compile: bool = False
+    cuda_graphs: bool = False
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -44,7 +47,11 @@ class Runtime:
 
 
 def resolve_runtime(
-    device: str = "auto", amp: str = "auto", channels_last: str = "auto", compile: bool = False
+    device: str = "auto",
+    amp: str = "auto",
+    channels_last: str = "auto",
+    compile: bool = False,
+    cuda_graphs: str = "auto",
 ) -> Runtime:
     """Turn config words into a :class:`Runtime`.
 
@@ -57,6 +64,8 @@ def resolve_runtime(
             2 CPU threads a resnet18 U-Net trains ~20% and predicts ~30% faster), ``true`` or
             ``false``.
         compile: ``torch.compile`` the model for training.
+        cuda_graphs: ``auto`` (on for CUDA, off with ``compile``), ``true`` (CUDA only) or
+            ``false``: capture each training step as one CUDA graph.
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -70,7 +79,10 @@ def resolve_runtime(
         bf16 = not on_cuda or torch.cuda.is_bf16_supported()
         dtype = torch.bfloat16 if bf16 else torch.float16
     use_cl = channels_last == "auto" or _flag("channels_last", channels_last)
-    return Runtime(dev, dtype, use_cl, compile)
+    graphs = on_cuda and not compile if cuda_graphs == "auto" else _flag("cuda_graphs", cuda_graphs)
+    if graphs and not on_cuda:
+        raise InputError("cuda_graphs", f"true needs a CUDA device, got device {device!r}")
+    return Runtime(dev, dtype, use_cl, compile, graphs)
 
 
 def cpu_has_amx() -> bool:

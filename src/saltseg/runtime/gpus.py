@@ -1,46 +1,58 @@
-"""Give each concurrent job its own GPU: the first free slot, claimed with an exclusive file lock.
+"""Give each concurrent job a GPU slot: the first free one, claimed with an exclusive file lock.
 
-Snakemake's ``--resources gpu=N`` bounds how many jobs run at once but does not say which device
-each one gets. A job calls :func:`claim_gpu` with N: it locks the first free slot file
-``<lock_dir>/gpu<i>.lock`` (``fcntl.flock``, released by the kernel even when the job is killed)
-and sets ``CUDA_VISIBLE_DEVICES=i`` before CUDA starts, so the job sees its device as ``cuda:0``.
+Snakemake's ``--resources gpu=S`` bounds how many jobs run at once but does not say which device
+each one gets. With N visible GPUs and ``jobs_per_gpu`` k, a job calls :func:`claim_gpu`: it
+locks the first free slot file ``<lock_dir>/gpu<i>.lock`` among the N*k slots (``fcntl.flock``,
+released by the kernel even when the job is killed) and sets ``CUDA_VISIBLE_DEVICES=i // k``
+before CUDA starts, so the job sees its device as ``cuda:0`` and shares it with at most k - 1
+other jobs (each capping its memory to 1/k of it: :func:`cap_memory_share`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 DEFAULT_LOCK_DIR = Path(tempfile.gettempdir()) / "saltseg-gpu-slots"
 
 
 @contextlib.contextmanager
-def claim_gpu(n_gpus: int, lock_dir: str | Path = DEFAULT_LOCK_DIR) -> Iterator[int | None]:
-    """Hold a free GPU slot in ``0..n_gpus-1`` for the block, exposing only that device.
+def claim_gpu(
+    n_gpus: int, lock_dir: str | Path = DEFAULT_LOCK_DIR, jobs_per_gpu: int = 1
+) -> Iterator[int | None]:
+    """Hold a free slot in ``0..n_gpus*jobs_per_gpu-1`` for the block, exposing only its device
+    (slot ``i`` runs on GPU ``i // jobs_per_gpu``).
 
     Yields the slot, or None when ``n_gpus`` is 0 (CPU runs) or when the scheduler already chose
     the devices (``CUDA_VISIBLE_DEVICES`` set, as SLURM does): the environment is then left alone.
 
     Raises:
-        RuntimeError: every slot is held, i.e. more jobs run than ``--resources gpu=N`` allows.
+        ValueError: ``jobs_per_gpu`` below 1.
+        RuntimeError: every slot is held, i.e. more jobs run than ``--resources gpu=S`` allows.
     """
+    if jobs_per_gpu < 1:
+        raise ValueError(f"jobs_per_gpu: expected an integer >= 1, got {jobs_per_gpu}")
     if n_gpus <= 0 or os.environ.get("CUDA_VISIBLE_DEVICES"):
         yield None
         return
     lock_dir = Path(lock_dir)
     lock_dir.mkdir(parents=True, exist_ok=True)
-    for slot in range(n_gpus):
+    n_slots = n_gpus * jobs_per_gpu
+    for slot in range(n_slots):
         handle = open(lock_dir / f"gpu{slot}.lock", "w")  # noqa: SIM115 - held for the block
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             continue
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot)
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot // jobs_per_gpu)
         try:
             yield slot
         finally:
@@ -49,6 +61,24 @@ def claim_gpu(n_gpus: int, lock_dir: str | Path = DEFAULT_LOCK_DIR) -> Iterator[
             handle.close()
         return
     raise RuntimeError(
-        f"all {n_gpus} GPU slots in {lock_dir} are held: run with --resources gpu={n_gpus} "
-        "or fewer concurrent jobs"
+        f"all {n_slots} GPU slots in {lock_dir} are held ({n_gpus} GPUs x {jobs_per_gpu} jobs): "
+        f"run with --resources gpu={n_slots} or fewer concurrent jobs"
     )
+
+
+def cap_memory_share(device, jobs_per_gpu: int) -> float | None:
+    """Cap this process's CUDA caching allocator at ``1/jobs_per_gpu`` of ``device``'s memory,
+    so that the jobs sharing a GPU cannot starve each other. Returns the fraction set (None on
+    CPU or with one job per GPU)."""
+    if jobs_per_gpu <= 1 or getattr(device, "type", "cpu") != "cuda":
+        return None
+    import torch
+
+    fraction = 1.0 / jobs_per_gpu
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    log.info(
+        "sharing the GPU with up to %d jobs: memory capped at %.0f %%",
+        jobs_per_gpu - 1,
+        100 * fraction,
+    )
+    return fraction
