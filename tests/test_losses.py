@@ -193,3 +193,25 @@ def test_unknown_loss_lists_the_valid_ones():
         build_loss("focal")
     with pytest.raises(ValueError, match="activation: expected one of relu, elu"):
         lovasz_hinge(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), activation="gelu")
+
+
+@pytest.mark.parametrize("name", ["bce_dice", "dice", "lovasz", "lovasz_elu", "lovasz_symmetric"])
+def test_per_image_losses_average_to_the_batch_loss_and_score_each_image_alone(name):
+    """What side outputs weigh by tile: each image's loss is the loss of that image alone."""
+    output, target = ds_output(seed=3)
+    logits, loss = output["logits"], LOSSES[name]
+    per_image = loss(logits, target, per_image=True)
+    assert per_image.shape == (3,)
+    assert per_image.mean().item() == pytest.approx(loss(logits, target).item(), 1e-6)
+    for i in range(3):
+        alone = loss(logits[i : i + 1], target[i : i + 1]).item()
+        assert per_image[i].item() == pytest.approx(alone, 1e-6)
+
+
+def test_side_outputs_of_empty_tiles_get_no_gradient():
+    output, target = ds_output()
+    for side in output["side"]:
+        side.requires_grad_(True)
+    build_loss("bce_dice", side_weight=0.3)(output, target).backward()
+    for side in output["side"]:
+        assert side.grad[2].abs().sum() == 0 and side.grad[:2].abs().sum() > 0

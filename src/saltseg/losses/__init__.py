@@ -3,7 +3,8 @@
 Every loss in :data:`LOSSES` takes ``(output, target)`` where ``output`` is a logits tensor or a
 model's training dict (``{"logits", "side", "empty_logit"}`` with deep supervision,
 ``{"logits", "empty_logit"}`` with an empty head); losses other than ``deep_supervision*`` read
-its ``"logits"``.
+its ``"logits"``. The losses on logits also take ``per_image=True`` for the ``(B,)`` losses of
+the images (side outputs weigh them by tile, :func:`~saltseg.losses.deep_supervision.side_loss`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ def _on_logits(loss: Callable[..., torch.Tensor], **options) -> Loss:
     """``loss`` applied to ``output["logits"]`` when a model hands it a dict."""
 
     @functools.wraps(loss)
-    def wrapped(output: torch.Tensor | dict, target: torch.Tensor) -> torch.Tensor:
+    def wrapped(output: torch.Tensor | dict, target: torch.Tensor, **kwargs) -> torch.Tensor:
         logits = output["logits"] if isinstance(output, dict) else output
-        return loss(logits, target, **options)
+        return loss(logits, target, **options, **kwargs)
 
     return wrapped
 

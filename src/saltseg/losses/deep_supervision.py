@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -37,23 +38,28 @@ def deep_supervision_loss(
     if isinstance(output, torch.Tensor):
         return w["fused"] * lovasz_hinge(output, target, activation)
     empty = empty_loss(output["empty_logit"], target)
-    side = side_loss(lambda x, t: lovasz_hinge(x, t, activation), output["side"], target)
+    side = side_loss(partial(lovasz_hinge, activation=activation), output["side"], target)
     fused = lovasz_hinge(output["logits"], target, activation)
     return w["empty"] * empty + w["side"] * side + w["fused"] * fused
 
 
 def side_loss(
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss: Callable[..., torch.Tensor],
     side: list[torch.Tensor],
     target: torch.Tensor,
 ) -> torch.Tensor:
-    """``Σ_side loss(side | non-empty tiles)``: 0 when every tile is empty."""
-    target = target.float()
-    non_empty = target.flatten(1).amax(1) > 0
+    """``Σ_side loss(side | non-empty tiles)``: 0 when every tile is empty.
+
+    ``loss`` takes ``per_image=True`` (the ``(B,)`` losses): each side output is scored on every
+    tile and the non-empty tiles' losses averaged, which equals the loss of the non-empty subset
+    without selecting it, so the step keeps fixed shapes and never waits on the device (CUDA
+    graphs capture it).
+    """
+    non_empty = (target.float().flatten(1).amax(1) > 0).float()
+    count = non_empty.sum().clamp(min=1)
     total = side[0].new_zeros((), dtype=torch.float32)
-    if non_empty.any():
-        for logits in side:
-            total = total + loss(logits[non_empty], target[non_empty])
+    for logits in side:
+        total = total + (loss(logits, target, per_image=True) * non_empty).sum() / count
     return total
 
 

@@ -55,6 +55,7 @@ def lovasz_hinge(
     target: torch.Tensor,
     activation: str = "relu",
     symmetric: bool = False,
+    per_image: bool = False,
 ) -> torch.Tensor:
     """Mean per-image Lovasz hinge.
 
@@ -63,10 +64,11 @@ def lovasz_hinge(
         activation: ``relu`` or ``elu`` (see :func:`lovasz_hinge_per_image`).
         symmetric: average with the loss of the flipped problem (``-logits`` vs ``1 - target``),
             which treats background as a class too (the b.e.s. variant).
+        per_image: return the ``(B,)`` losses instead of their mean.
     Returns:
-        A scalar.
+        A scalar, or ``(B,)`` with ``per_image``.
     """
     loss = lovasz_hinge_per_image(logits, target, activation)
     if symmetric:
         loss = (loss + lovasz_hinge_per_image(-logits, 1 - target.float(), activation)) / 2
-    return loss.mean()
+    return loss if per_image else loss.mean()
