@@ -13,6 +13,7 @@ from saltseg.data import kaggle
 from saltseg.data.images import write_png
 from saltseg.data.synthetic import generate
 from saltseg.errors import InputError
+from saltseg.io import MANIFEST
 from saltseg.metrics import tile_scores
 from saltseg.probs import write_probs
 from saltseg.report import (
@@ -156,11 +157,12 @@ def test_mosaics_before_after_box_the_changed_tiles(data, tmp_path):
 
     assert result["changed_tiles"] == 1
     assert result["mosaics"] == [0, 1]  # two sections of 12 tiles, both with test tiles
-    assert sorted(p.name for p in out.iterdir()) == result["files"]
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, *result["files"]]
     h, w = _png(out / result["files"][0]).shape[:2]
     assert w > 2 * h  # two 4x3-tile panels side by side
     small = plot_mosaics_before_after(*args, tmp_path / "after.parquet", out, n=1)
-    assert small["mosaics"] == [0] and [p.name for p in out.iterdir()] == small["files"]
+    assert small["mosaics"] == [0]  # its own earlier output replaced: no png of n=5 is left
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, *small["files"]]
 
 
 def test_rule_runtimes_sum_jobs_per_rule(tmp_path):

@@ -13,6 +13,7 @@ from tiny import TINY_MODEL
 
 from saltseg.data.synthetic import draw_section
 from saltseg.errors import InputError
+from saltseg.io import MANIFEST
 from saltseg.models import build_model
 from saltseg.runtime.device import resolve_runtime
 from saltseg.sections import Stitcher, predict_section, stitch
@@ -233,6 +234,7 @@ def test_png_input_writes_an_overlay(tmp_path, models, section):
     assert info["threshold_source"] == "given" and info["models"] == [str(one)]
     check_outputs(tmp_path / "out", (101, 150), 0.5)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        MANIFEST,
         "mask.npy",
         "overlay.png",
         "params.json",

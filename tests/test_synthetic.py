@@ -13,6 +13,7 @@ import pytest
 from saltseg import rle
 from saltseg.data.images import read_image, read_mask
 from saltseg.data.synthetic import draw_section, generate
+from saltseg.errors import InputError
 
 T = 101
 SEED, SECTIONS, ROWS, COLS, BLANK = 3, 2, 4, 5, 0.1
@@ -202,17 +203,21 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
     generate(tmp_path / "b", seed=5, **kwargs)
     generate(tmp_path / "c", seed=6, **kwargs)
     a, b, c = (_files(tmp_path / name) for name in "abc")
-    assert len(a) == 2 * 3 + 3 + 4  # 3 train images + 3 masks, 3 test images, 4 CSVs
+    # 3 train images + 3 masks, 3 test images, 4 CSVs, and the manifest of what was written
+    assert len(a) == 2 * 3 + 3 + 4 + 1
     assert a == b
     assert a["mosaics.csv"] != c["mosaics.csv"] and set(a) != set(c)
 
 
-def test_generate_replaces_an_existing_directory(tmp_path):
-    (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "stale.txt").write_text("old")
-    generate(tmp_path / "d", sections=1, rows=1, cols=2)
-    assert not (tmp_path / "d" / "stale.txt").exists()
-    assert (tmp_path / "d" / "mosaics.csv").is_file()
+def test_generate_replaces_its_own_output_but_never_a_users_file(tmp_path):
+    generate(tmp_path / "d", sections=2, rows=2, cols=2)
+    generate(tmp_path / "d", sections=1, rows=1, cols=2)  # its own output: replaced whole
+    assert len(pd.read_csv(tmp_path / "d" / "mosaics.csv")) == 2
+    assert len(list((tmp_path / "d").rglob("*.png"))) < 2 * 2 * 2
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"d: holds files this step did not write \(notes.txt\)"):
+        generate(tmp_path / "d", sections=1, rows=1, cols=2)
+    assert (tmp_path / "d" / "notes.txt").read_text() == "mine"
 
 
 def test_draw_section_edge_sizes_and_bad_arguments():

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from saltseg.errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -72,10 +74,32 @@ class WriteError(OSError):
         return self.strerror
 
 
+#: the list of files that :func:`atomic_dir` leaves in every folder it writes (see there)
+MANIFEST = ".saltseg-manifest"
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; move it to ``path`` when the block succeeds."""
+    """Yield a temporary directory beside ``path``; move it to ``path`` when the block succeeds.
+
+    A folder output never costs a user a file. The writer leaves a manifest, ``MANIFEST``, in
+    the folder: one line per file it wrote (relative paths). An existing ``path`` is replaced
+    only when everything in it is its own, that is when it is empty or every file in it is
+    listed by its manifest (the step's earlier output). Otherwise, say ``--out mydata`` naming a
+    folder that holds ``notes.txt``, or a file, the write is refused with :class:`InputError`, one
+    line naming the folder and the first files that are not the step's, before the block runs
+    and, for a file added meanwhile, again before the rename. A manifest is trusted, rather than
+    comparing names with what the step writes now, because the step's files change with its
+    options (fewer tiles, fewer slices) while a user's files never appear in it. A folder that a
+    version before the manifest wrote is therefore refused once; Snakemake removes a rule's
+    ``directory()`` output before it reruns the job, so the workflow never meets one.
+
+    Replacing is as atomic as POSIX allows for a non-empty folder: the old folder is renamed to a
+    temporary name, the new one renamed into place, then the old one removed; a job killed in
+    between leaves the old folder under a temporary name that the next write removes.
+    """
     path = Path(path)
+    _refuse_foreign(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -83,14 +107,61 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise WriteError(path, err) from err
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual mode
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-        _remove_stale(path.parent, f".{path.name}.", "")
+        try:
+            _finish_dir(tmp, path)
+        except OSError as err:
+            raise WriteError(path, err) from err
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _finish_dir(tmp: Path, path: Path) -> None:
+    """Write ``tmp``'s manifest and move it to ``path`` (see :func:`atomic_dir`)."""
+    header = "# saltseg wrote these files; a rerun of the same step may replace the folder\n"
+    (tmp / MANIFEST).write_text(header + "".join(f"{name}\n" for name in sorted(_files(tmp))))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual mode
+    _refuse_foreign(path)  # a file the user put there while the step ran
+    if path.exists():
+        aside = tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)
+        os.replace(path, aside)  # renaming onto an empty folder: the old output goes aside
+    os.replace(tmp, path)
+    _remove_stale(path.parent, f".{path.name}.", "")  # the old output among them
+
+
+def _files(folder: Path) -> Iterator[str]:
+    """The relative paths (posix) of every file, link or special file under ``folder``."""
+    for root, dirs, files in os.walk(folder):
+        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]  # not walked into
+        for name in files + links:
+            yield Path(root, name).relative_to(folder).as_posix()
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Raise :class:`InputError` when ``path`` exists and holds anything :func:`atomic_dir` did not
+    write there (see its docstring); an empty folder, or the step's own output, passes."""
+    if not os.path.lexists(path):
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise InputError(
+            path, "expected a folder to write, found a file or link; refusing to replace it"
+        )
+    try:
+        manifest = path / MANIFEST
+        lines = manifest.read_text().splitlines() if manifest.is_file() else []
+        own = {line for line in lines if line and not line.startswith("#")}
+        foreign = sorted(name for name in _files(path) if name != MANIFEST and name not in own)
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"expected a folder this step may replace ({err})") from None
+    if foreign:
+        names = ", ".join(foreign[:3]) + (
+            f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        )
+        raise InputError(
+            path,
+            f"holds files this step did not write ({names}); refusing to replace the folder:"
+            " choose another output folder, or move them away",
+        )
 
 
 def _remove_stale(folder: Path, prefix: str, suffix: str) -> None:
@@ -121,6 +192,31 @@ def copy_file(src: str | Path, dst: str | Path) -> None:
     """Copy ``src`` to ``dst`` atomically (an output that is an input as it is)."""
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
+
+
+def read_json(path: str | Path, keys: tuple[str, ...] = (), what: str = "") -> Any:
+    """The JSON in ``path`` (a file a step wrote: cv.json, members.json, metrics.json, ...).
+
+    With ``keys``, the JSON must be an object holding each of them. ``what`` describes the file in
+    the message (default: a JSON file, or a JSON object with ``keys``).
+
+    Raises:
+        InputError: one line naming the file: missing, unreadable, not JSON, or a key missing.
+    """
+    what = what or (f"a JSON object with {', '.join(keys)}" if keys else "a JSON file")
+    try:
+        obj = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(path, f"expected {what}, found none") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise InputError(path, f"expected {what}, not readable as JSON ({reason})") from None
+    if keys and not isinstance(obj, dict):
+        raise InputError(path, f"expected {what}, got a JSON {type(obj).__name__}")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise InputError(path, f"expected {what}, {missing[0]!r} is missing")
+    return obj
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -8,7 +8,6 @@ is far below what thresholds or blends resolve.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pyarrow.parquet as pq
 
 from saltseg.data.kaggle import is_blank
 from saltseg.errors import InputError
-from saltseg.io import atomic_path
+from saltseg.io import atomic_path, read_json
 from saltseg.metrics import remove_small
 
 SCALE = 255
@@ -122,14 +121,14 @@ class Cut:
         Raises:
             InputError: the file is missing or holds no threshold.
         """
+        cv = read_json(cv_json, ("threshold",), what="a cv.json with a tuned threshold")
         try:
-            cv = json.loads(Path(cv_json).read_text())
             if pixels:
                 return cls(float(cv.get("threshold_pixels", cv["threshold"])))
             return cls(
                 float(cv["threshold"]), int(cv.get("min_area", 0)), float(cv.get("min_peak", 0.0))
             )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise InputError(cv_json, "expected a cv.json with a tuned threshold") from None
 
 

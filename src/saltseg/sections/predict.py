@@ -21,7 +21,6 @@ Outputs in ``out_dir`` (written in a temporary directory, renamed when complete)
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import time
 from collections import defaultdict
@@ -34,7 +33,7 @@ from tqdm import tqdm
 
 from saltseg.errors import InputError
 from saltseg.inference.predict import TTA, load_snapshots, predict_ensemble
-from saltseg.io import atomic_dir, write_json
+from saltseg.io import atomic_dir, read_json, write_json
 from saltseg.probs import Cut
 from saltseg.runtime.device import Runtime, resolve_runtime
 from saltseg.sections.io import PERCENTILES, Section, open_section, write_overlay, write_segy_like
@@ -116,8 +115,8 @@ def _member_weights(models_dir: Path) -> dict[Path, float]:
     path = models_dir / MEMBERS
     if not path.is_file():
         return {}
+    members = read_json(path, ("members",), what="members with models and weight")["members"]
     try:
-        members = json.loads(path.read_text())["members"]
         pairs = [(Path(m["models"]), float(m["weight"])) for m in members]
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(path, f"expected members with models and weight ({err})") from None

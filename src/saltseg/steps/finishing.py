@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +14,7 @@ from saltseg import probs as probs_io
 from saltseg import rle
 from saltseg.data import kaggle
 from saltseg.data.folds import read_folds
-from saltseg.io import atomic_dir, atomic_path, write_csv, write_json
+from saltseg.io import atomic_dir, atomic_path, read_json, write_csv, write_json
 from saltseg.metrics import bucket_scores, competition_metric
 
 log = logging.getLogger(__name__)
@@ -184,12 +183,11 @@ def summary(
     seconds: dict[Path, float] = {}
     for path in fold_metrics:
         model = Path(path).parent.parent
-        seconds[model] = (
-            seconds.get(model, 0.0) + json.loads(Path(path).read_text())["train_seconds"]
-        )
+        metrics = read_json(path, keys=("train_seconds",))
+        seconds[model] = seconds.get(model, 0.0) + metrics["train_seconds"]
 
     def row(path: str, name: str, stage: str, train_seconds: float) -> dict[str, Any]:
-        cv = json.loads(Path(path).read_text())
+        cv = read_json(path, keys=("metric_at_0.5", "metric_tuned", "threshold"))
         return {
             "name": name,
             "stage": stage,
@@ -210,7 +208,7 @@ def summary(
         stage_dir = Path(path).parent.parent
         stage_seconds = sum(s for model, s in seconds.items() if model.parent == stage_dir)
         rows.append(row(path, "ensemble", stage_dir.name, stage_seconds))
-    report = json.loads(Path(postprocess_report).read_text())
+    report = read_json(postprocess_report, keys=("threshold", "oof_after", "gain", "applied"))
     blend = row(blend_cv, "blend", "blend", sum(seconds.values()))
     blend.update(
         threshold=report["threshold"],
