@@ -93,13 +93,42 @@ def _read_images(folder: Path, ids: list[str], size: int) -> np.ndarray:
 
 
 def train_ids(data_dir: str | Path) -> list[str]:
-    """The labelled ids, in ``train.csv`` order."""
-    return read_table(Path(data_dir) / "train.csv", ["id", "rle_mask"])["id"].tolist()
+    """The labelled ids, in ``train.csv`` order (none of them a test id, see :func:`_apart`)."""
+    ids = read_table(Path(data_dir) / "train.csv", ["id", "rle_mask"])["id"].tolist()
+    _apart(Path(data_dir), ids, None)
+    return ids
 
 
 def test_ids(data_dir: str | Path) -> list[str]:
-    """The ids to predict, in ``sample_submission.csv`` order."""
-    return read_table(Path(data_dir) / "sample_submission.csv", ["id", "rle_mask"])["id"].tolist()
+    """The ids to predict, in ``sample_submission.csv`` order (none of them a train id)."""
+    ids = read_table(Path(data_dir) / "sample_submission.csv", ["id", "rle_mask"])["id"].tolist()
+    _apart(Path(data_dir), None, ids)
+    return ids
+
+
+def _apart(data_dir: Path, train: list[str] | None, test: list[str] | None) -> None:
+    """Raise :class:`InputError` when an id is both a train id and a test id.
+
+    Every reader of either list checks it against the other (when that one is there), so the
+    first step that reads the data (the fold split) stops before anything trains, rather than a
+    later step meeting the id twice.
+    """
+    train_csv, test_csv = data_dir / "train.csv", data_dir / "sample_submission.csv"
+    try:  # the other list, when missing or broken, is named by the reader that needs it
+        if train is None:
+            train = read_table(train_csv, ["id", "rle_mask"])["id"].tolist()
+        if test is None:
+            test = read_table(test_csv, ["id", "rle_mask"])["id"].tolist()
+    except InputError:
+        return
+    both = set(train).intersection(test)
+    if both:
+        first = next(i for i in train if i in both)
+        raise InputError(
+            train_csv,
+            f"expected train and test ids apart, {first!r} is in both train.csv and the test list"
+            f" ({test_csv.name}; {len(both)} such ids)",
+        )
 
 
 def load_train(data_dir: str | Path, size: int) -> Tiles:
@@ -107,6 +136,7 @@ def load_train(data_dir: str | Path, size: int) -> Tiles:
     data_dir = _existing_dir(data_dir)
     table = read_table(data_dir / "train.csv", ["id", "rle_mask"])
     ids = table["id"].tolist()
+    _apart(data_dir, ids, None)
     images = _read_images(data_dir / "train" / "images", ids, size)
     masks = np.stack(
         [
