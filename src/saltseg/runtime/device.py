@@ -32,10 +32,12 @@ class Runtime:
     compile: bool = False
     cuda_graphs: bool = False
 
-    def autocast(self):
+    def autocast(self, cache: bool = True):
+        """Mixed precision for the block (``cache``: reuse each weight's cast within it; off
+        for a CUDA graph capture, which must record the casts)."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=cache)
 
     def grad_scaler(self) -> torch.amp.GradScaler:
         """A scaler that is active only for fp16 (bf16 and fp32 need none)."""

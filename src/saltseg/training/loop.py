@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,21 @@ from saltseg.losses import build_loss
 from saltseg.metrics import competition_metric
 from saltseg.runtime.device import Runtime
 from saltseg.training import checkpoint
+from saltseg.training.graphed import GraphedStep, capture_blocker
 from saltseg.training.optim import (
     budget_epochs,
     build_optimizer,
     build_schedule,
     cycle_epochs,
+    hold_lr_in_tensors,
     slot_minutes,
     takes_snapshot,
 )
 
 log = logging.getLogger(__name__)
+
+#: training steps between two reads of the running loss (each read waits for the device)
+CHECK_EVERY = 20
 
 
 def fit(
@@ -114,12 +120,17 @@ def fit(
         loss_fn = build_loss(
             phase["loss"], phase.get("empty_weight", 0.0), phase.get("side_weight", 0.0)
         )
-        optimizer = build_optimizer(model, phase)
+        scaler = runtime.grad_scaler()
+        blocker = capture_blocker(phase, runtime, scaler) if runtime.cuda_graphs else "off"
+        if runtime.cuda_graphs and blocker:
+            log.info("phase %d: training steps run eagerly, not as CUDA graphs: %s", p, blocker)
+        optimizer = build_optimizer(model, phase, graphed=blocker is None)
         schedule = build_schedule(optimizer, phase)
         ema = build_ema(model, phase.get("ema"))
-        scaler = runtime.grad_scaler()
         if resuming:
             optimizer.load_state_dict(state["optimizer"])
+            if blocker is None:
+                hold_lr_in_tensors(optimizer)
             schedule.load_state_dict(state["schedule"])
             scaler.load_state_dict(state["scaler"])
             if ema is not None:
@@ -132,6 +143,9 @@ def fit(
         else:
             loader = _loader(dataset, phase["batch_size"], runtime, num_workers)
         weights = ema.module if ema is not None else model  # what is validated and kept
+        step = partial(_step_on, forward, loss_fn, optimizer, scaler, runtime)
+        if blocker is None:
+            step = GraphedStep(step)
         epoch = state["epoch"] if resuming else 0
         while epoch < (phase["epochs"] or 1):
             epoch_seed = seed * 100_003 + p * 1_009 + epoch
@@ -139,11 +153,10 @@ def fit(
             if dataset.augment is not None:  # None on the batch path
                 dataset.augment.set_random_seed(epoch_seed)
             model.train()
-            row = {"phase": p, "epoch": epoch, "data": data, "lr": optimizer.param_groups[0]["lr"]}
+            lr = float(optimizer.param_groups[0]["lr"])
+            row = {"phase": p, "epoch": epoch, "data": data, "lr": lr}
             crop = _Windows(phase.get("crop"), epoch_seed)
-            row.update(
-                _epoch(forward, loader, loss_fn, optimizer, scaler, runtime, row, ema, tile, crop)
-            )
+            row.update(_epoch(step, forward, loader, runtime, row, ema, tile, crop))
             plateau = phase.get("schedule") == "plateau"
             sized = "minutes" in phase
             if sized and (epoch == 0 or epoch < cycle_epochs(phase)):  # in its first cycle
@@ -153,7 +166,7 @@ def fit(
             last = epoch + 1 == phase["epochs"]
             if plateau or (sized and epoch == 0) or last or (epoch + 1) % val_every == 0:
                 row.update(_validate(weights, val, loss_fn, runtime, predict_batch_size))
-            _step(schedule, row.get("val_loss"))
+            _step_schedule(schedule, row.get("val_loss"))
             state["history"].append(row)
             log.info(
                 " ".join(
@@ -228,14 +241,21 @@ def build_ema(model: torch.nn.Module, decay: float | None) -> AveragedModel | No
 
 
 def train_step(forward, x, y, loss_fn, optimizer, scaler, runtime: Runtime) -> torch.Tensor:
-    """One optimiser step on a batch already on the device (autocast, scaled backward)."""
-    with runtime.autocast():
-        loss = loss_fn(forward(x), y)
+    """One optimiser step on a batch already on the device (autocast, scaled backward); returns
+    the detached loss without waiting for it, so that a CUDA graph can capture the step (the
+    autocast weight cache is off: a capture must record the casts)."""
     optimizer.zero_grad(set_to_none=True)
+    with runtime.autocast(cache=False):
+        loss = loss_fn(forward(x), y)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
-    return loss
+    return loss.detach()
+
+
+def _step_on(forward, loss_fn, optimizer, scaler, runtime, x, y) -> torch.Tensor:
+    """:func:`train_step` with the batch last (looked up at call time, so tests can wrap it)."""
+    return train_step(forward, x, y, loss_fn, optimizer, scaler, runtime)
 
 
 class _Windows:
@@ -249,15 +269,17 @@ class _Windows:
         return random_windows(x, y, self.side, self.generator) if self.side else (x, y)
 
 
-def _epoch(
-    forward, loader, loss_fn, optimizer, scaler, runtime, row, ema, tile: int, crop: _Windows
-) -> dict[str, float]:
+def _epoch(step, forward, loader, runtime, row, ema, tile: int, crop: _Windows) -> dict[str, float]:
     """One pass over the training set: mean loss, seconds, images/s, and the seconds the epoch
     would take at the pace after its first step (``steady_seconds``: no warm-up, no compiling).
 
-    Masks wider than ``tile`` (context windows, augmented with their images) are cut to the
-    central tile, which is what the model outputs; ``crop`` then cuts training windows."""
-    start, total, count = time.perf_counter(), 0.0, 0
+    ``step(x, y)`` trains on a batch (eagerly or as a CUDA graph replay) and returns its loss,
+    summed on the device and read back every :data:`CHECK_EVERY` steps and at the end, where a
+    loss that is not finite stops the run. Masks wider than ``tile`` (context windows,
+    augmented with their images) are cut to the central tile, which is what the model outputs;
+    ``crop`` then cuts training windows."""
+    start, count = time.perf_counter(), 0
+    total = torch.zeros((), device=runtime.device)
     first_seconds, first_count = 0.0, 0
     batches = tqdm(
         loader,
@@ -265,36 +287,43 @@ def _epoch(
         leave=False,
         disable=not sys.stderr.isatty(),
     )
-    for x, y in batches:
+    for i, (x, y) in enumerate(batches):
         x, y = x.to(runtime.device, non_blocking=True), y.to(runtime.device, non_blocking=True)
         if y.shape[-1] > tile:
-            start = (y.shape[-1] - tile) // 2
-            y = y[..., start : start + tile, start : start + tile]
+            side = (y.shape[-1] - tile) // 2
+            y = y[..., side : side + tile, side : side + tile]
         x, y = crop(x, y)
         x = runtime.to(x)
-        loss = train_step(forward, x, y, loss_fn, optimizer, scaler, runtime).item()
+        total += step(x, y).float() * len(x)
         if ema is not None:
             ema.update_parameters(forward)
-        if not np.isfinite(loss):
-            raise InputError(
-                f"phase {row['phase']} epoch {row['epoch']}",
-                f"the training loss is {loss} (diverged: lower the lr, or use amp: false)",
-            )
-        total += loss * len(x)
         count += len(x)
-        if not first_count:
-            first_seconds, first_count = time.perf_counter() - start, count
-        batches.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        if i == 0 or (i + 1) % CHECK_EVERY == 0:
+            batches.set_postfix(loss=f"{_finite_mean(total, count, row):.4f}", refresh=False)
+            if i == 0:
+                first_seconds, first_count = time.perf_counter() - start, count
+    mean = _finite_mean(total, count, row)
     seconds = time.perf_counter() - start
     steady = seconds
     if count > first_count > 0:
         steady = (seconds - first_seconds) * count / (count - first_count)
     return {
-        "train_loss": total / max(count, 1),
+        "train_loss": mean,
         "seconds": seconds,
         "steady_seconds": steady,
         "images_per_s": count / seconds,
     }
+
+
+def _finite_mean(total: torch.Tensor, count: int, row: dict[str, Any]) -> float:
+    """The mean loss so far (waits for the device); stops the run when it is not finite."""
+    mean = float(total) / max(count, 1)
+    if not np.isfinite(mean):
+        raise InputError(
+            f"phase {row['phase']} epoch {row['epoch']}",
+            f"the training loss is {mean} (diverged: lower the lr, or use amp: false)",
+        )
+    return mean
 
 
 @torch.inference_mode()
@@ -356,7 +385,7 @@ def _seconds(rows: Iterable[dict]) -> float:
     return sum(r["seconds"] + r.get("val_seconds", 0.0) for r in rows)
 
 
-def _step(schedule, val_loss: float) -> None:
+def _step_schedule(schedule, val_loss: float) -> None:
     if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
         schedule.step(val_loss)
     else:

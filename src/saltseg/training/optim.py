@@ -22,13 +22,37 @@ OPTIMIZERS = {
 SCHEDULES = ("constant", "cosine", "plateau")
 
 
-def build_optimizer(model: nn.Module, phase: dict[str, Any]) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, phase: dict[str, Any], graphed: bool = False
+) -> torch.optim.Optimizer:
     """The phase's optimiser: ``adam`` (L2 ``weight_decay``), ``adamw`` (decoupled weight decay),
-    ``rmsprop`` or ``sgd`` with Nesterov momentum 0.9."""
+    ``rmsprop`` or ``sgd`` with Nesterov momentum 0.9.
+
+    ``graphed`` (adam and adamw): the fused implementation, one kernel launch per step and safe
+    to capture in a CUDA graph, with its lr held in a tensor (:func:`hold_lr_in_tensors`).
+    """
     name = phase["optimizer"]
     if name not in OPTIMIZERS:
         raise InputError("optimizer", f"expected one of {', '.join(OPTIMIZERS)}, got {name!r}")
-    return OPTIMIZERS[name](model.parameters(), phase["lr"], phase.get("weight_decay", 0.0))
+    wd = phase.get("weight_decay", 0.0)
+    if not graphed:
+        return OPTIMIZERS[name](model.parameters(), phase["lr"], wd)
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    optimizer = kind(model.parameters(), lr=phase["lr"], weight_decay=wd, fused=True)
+    hold_lr_in_tensors(optimizer)
+    return optimizer
+
+
+def hold_lr_in_tensors(optimizer: torch.optim.Optimizer) -> None:
+    """Make each param group's lr a one-element tensor beside its parameters.
+
+    A captured step reads the lr from that tensor's memory, and the schedules write their new
+    values into it in place, so replays follow the schedule. Call it again after
+    ``load_state_dict``, which brings back the saved groups.
+    """
+    for group in optimizer.param_groups:
+        device = group["params"][0].device
+        group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
 
 
 def n_cycles(phase: dict[str, Any]) -> int:
