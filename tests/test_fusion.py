@@ -70,6 +70,20 @@ def test_a_norm_that_does_not_follow_its_conv_is_left_alone():
     assert fuse_conv_bn(model, x) is model
 
 
+def test_an_unfusable_model_is_logged_once_per_process(caplog, monkeypatch):
+    """Validation checks every snapshot each epoch: the log gets one line, not one per call."""
+    import saltseg.inference.fusion as fusion
+
+    monkeypatch.setattr(fusion, "_warned", [])
+    x = torch.rand(2, 2, 9, 9)
+    for _ in range(3):
+        model = _trained_norms(_NormFirst())
+        # a conv followed by its norm in registration order, run the other way round:
+        assert fuse_conv_bn(model, x) is model
+    lines = [r for r in caplog.records if "fusion changed the outputs" in r.message]
+    assert len(lines) == 1
+
+
 def test_prediction_is_unchanged_by_fusion(monkeypatch):
     import saltseg.inference.predict as predict
 
