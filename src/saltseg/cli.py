@@ -5,17 +5,96 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from saltseg.errors import InputError
 from saltseg.io import WriteError
 
 
+def _at_least(minimum: int):
+    """An argparse ``type``: an integer >= ``minimum``, refused at parsing with one line."""
+
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return integer
+
+
+COUNT = _at_least(1)  # sizes, batches, counts of folds, tiles, threads
+INDEX = _at_least(0)  # fold indices, seeds, margins, worker processes, 0-meaning-default counts
+N_FOLDS = _at_least(2)  # a fold split needs two folds at least
+
+
+def _fraction(text: str) -> float:
+    """An argparse ``type``: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    """An argparse ``type``: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _json_object(text: str) -> dict:
+    """An argparse ``type``: a JSON object (``--params``, ``--model``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text[:80]!r}")
+    return value
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity, else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def _capped_threads(threads: int | None) -> int | None:
+    """``threads`` (0 or None: torch's default), at most the CPUs this job may use; a cap is
+    logged once, as torch would otherwise run more threads than cores and each would wait."""
+    usable = _usable_cpus()
+    if threads and threads > usable:
+        logging.getLogger("saltseg").info(
+            "--threads %d capped at %d: the CPUs this job may use", threads, usable
+        )
+        return usable
+    return threads
+
+
 def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", default="auto", help="auto (CUDA, AMX CPUs), true, false")
     p.add_argument("--channels-last", default="auto", help="auto (on), true, false")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument(
+        "--threads",
+        type=INDEX,
+        default=0,
+        help="torch CPU threads (0: torch default; at most the CPUs the job may use)",
+    )
     p.add_argument(
         "--compile",
         nargs="?",
@@ -32,7 +111,7 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--jobs-per-gpu",
-        type=int,
+        type=COUNT,
         default=1,
         help="jobs that share one GPU (--resources gpu=N*k on N GPUs); each caps its memory to 1/k",
     )
@@ -41,15 +120,15 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
 def _fold_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", required=True, help="dataset in Kaggle layout")
     p.add_argument("--folds", required=True, help="folds.csv (id, fold)")
-    p.add_argument("--fold", type=int, required=True)
-    p.add_argument("--n-folds", type=int, required=True)
-    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--fold", type=INDEX, required=True)
+    p.add_argument("--n-folds", type=N_FOLDS, required=True)
+    p.add_argument("--tile-size", type=COUNT, default=101)
 
 
 def _combine_args(p: argparse.ArgumentParser) -> None:
     """Arguments of the steps that combine probability files and score the OOF result."""
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--tile-size", type=COUNT, default=101)
     p.add_argument("--oof-parts", nargs="+", required=True)
     p.add_argument("--test-parts", nargs="+", required=True)
     p.add_argument("--oof", required=True, help="out: combined OOF probabilities")
@@ -63,35 +142,35 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="generate a synthetic dataset in Kaggle layout")
     p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sections", type=int, default=4)
-    p.add_argument("--rows", type=int, default=8, help="tile rows per section")
-    p.add_argument("--cols", type=int, default=10, help="tile columns per section")
-    p.add_argument("--train-fraction", type=float, default=0.5)
-    p.add_argument("--blank-fraction", type=float, default=0.03)
-    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--seed", type=INDEX, default=0)
+    p.add_argument("--sections", type=COUNT, default=4)
+    p.add_argument("--rows", type=COUNT, default=8, help="tile rows per section")
+    p.add_argument("--cols", type=COUNT, default=10, help="tile columns per section")
+    p.add_argument("--train-fraction", type=_fraction, default=0.5)
+    p.add_argument("--blank-fraction", type=_fraction, default=0.03)
+    p.add_argument("--tile-size", type=COUNT, default=101)
 
     p = sub.add_parser("folds", help="assign train tiles to stratified folds")
     p.add_argument("--data-dir", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--n-folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-folds", type=N_FOLDS, default=5)
+    p.add_argument("--seed", type=INDEX, default=0)
     p.add_argument("--stratify", default="depth", help="depth, coverage or mosaic")
     p.add_argument("--layout", help="mosaic tiles.parquet (for --stratify mosaic)")
-    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--tile-size", type=COUNT, default=101)
 
     p = sub.add_parser("train", help="train one fold of one model")
     _fold_args(p)
     _runtime_args(p)
-    p.add_argument("--params", required=True, help="the model's config as JSON")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--params", type=_json_object, required=True, help="the model's config as JSON")
+    p.add_argument("--seed", type=INDEX, default=0)
+    p.add_argument("--workers", type=INDEX, default=0, help="DataLoader worker processes")
     p.add_argument("--pseudo", help="this fold's pseudo-labels (for phases with data: *pseudo)")
     p.add_argument(
         "--predict-tta", default="none,hflip", help="the fold's prediction TTA (for slot_minutes)"
     )
     p.add_argument(
-        "--predict-batch-size", type=int, default=64, help="the prediction's (and validation's)"
+        "--predict-batch-size", type=COUNT, default=64, help="the prediction's (and validation's)"
     )
     p.add_argument("--context", help="the context rule's windows (models with context)")
     p.add_argument("--out-dir", required=True)
@@ -101,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     _runtime_args(p)
     p.add_argument("--model", required=True, help="model.pt written by train")
     p.add_argument("--tta", default="none,hflip", help="comma-separated: none, hflip")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=COUNT, default=64)
     p.add_argument("--oof", required=True)
     p.add_argument("--test", required=True)
     p.add_argument("--context", help="the context rule's windows (models with context)")
@@ -109,33 +188,37 @@ def _parser() -> argparse.ArgumentParser:
     _combine_args(sub.add_parser("merge", help="join fold OOF maps, average fold test maps"))
     p = sub.add_parser("ensemble", help="weighted average of several models' OOF and test maps")
     _combine_args(p)
-    p.add_argument("--weights", nargs="+", type=float, help="one per model (default: equal)")
+    p.add_argument(
+        "--weights", nargs="+", type=_non_negative, help="one per model (default: equal)"
+    )
     p.add_argument("--members", help="out: members.json, each member's folder and weight")
     p.add_argument("--cv-parts", nargs="+", help="each member's cv.json (one member: copied)")
 
     p = sub.add_parser("mosaic", help="assemble all tiles into mosaics from their pixels")
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--tile-size", type=COUNT, default=101)
     p.add_argument("--tiles", required=True, help="out: id, mosaic_id, x, y (parquet)")
     p.add_argument("--pairs", required=True, help="out: neighbouring pairs and scores (parquet)")
     p.add_argument("--png-dir", required=True, help="out: drawings of the largest mosaics")
-    p.add_argument("--draw", type=int, default=5, help="how many of the largest to draw")
+    p.add_argument("--draw", type=INDEX, default=5, help="how many of the largest to draw")
 
     p = sub.add_parser("context", help="cache each tile's window with its mosaic neighbours")
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--tile-size", type=COUNT, default=101)
     p.add_argument("--layout", required=True, help="mosaic tiles.parquet")
     p.add_argument("--pairs", required=True, help="mosaic pairs.parquet (seam ratios)")
-    p.add_argument("--margin", type=int, required=True, help="context pixels on each side")
-    p.add_argument("--max-ratio", type=float, default=1.0, help="trust seams below this ratio")
+    p.add_argument("--margin", type=INDEX, required=True, help="context pixels on each side")
+    p.add_argument(
+        "--max-ratio", type=_non_negative, default=1.0, help="trust seams below this ratio"
+    )
     p.add_argument("--out", required=True, help="out: the windows (.npz)")
 
     p = sub.add_parser("postprocess", help="binarise test maps, apply mosaic rules if OOF gains")
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--tile-size", type=COUNT, default=101)
     p.add_argument("--layout", required=True, help="mosaic tiles.parquet")
     p.add_argument("--folds", required=True)
-    p.add_argument("--n-folds", type=int, required=True)
+    p.add_argument("--n-folds", type=N_FOLDS, required=True)
     p.add_argument("--oof", required=True, help="OOF probabilities of the blend")
     p.add_argument("--probs", required=True, help="test probabilities of the blend")
     p.add_argument("--cv", required=True, help="cv.json with the OOF-tuned threshold")
@@ -147,20 +230,20 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pseudo", help="confident test tiles as pseudo-labels, dealt into folds")
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--tile-size", type=COUNT, default=101)
     p.add_argument(
         "--probs", nargs="+", required=True, help="test probabilities, averaged (one per model)"
     )
     p.add_argument("--method", choices=["confident", "phalanx"], default="confident")
-    p.add_argument("--min-confidence", type=float, default=0.9)
-    p.add_argument("--n-folds", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-confidence", type=_fraction, default=0.9)
+    p.add_argument("--n-folds", type=N_FOLDS, required=True)
+    p.add_argument("--seed", type=INDEX, default=0)
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("submit", help="write the Kaggle submission CSV")
     p.add_argument("--masks", required=True, help="binary test masks from postprocess")
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--tile-size", type=COUNT, default=101)
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("summary", help="results/summary.csv: OOF of every model and the blend")
@@ -178,24 +261,24 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot-gallery", help="report: worst OOF tiles and empty/non-empty counts")
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--tile-size", type=COUNT, default=101)
     p.add_argument("--oof", required=True)
     p.add_argument("--cv", required=True)
     p.add_argument("--threshold", choices=["fixed", "tuned"], default="tuned")
-    p.add_argument("--n", type=int, default=24)
+    p.add_argument("--n", type=COUNT, default=24)
     p.add_argument("--out", required=True)
     p.add_argument("--counts", required=True, help="out: confusion counts (json)")
 
     p = sub.add_parser("plot-mosaics", help="report: mosaics before and after post-processing")
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=int, default=101)
+    p.add_argument("--tile-size", type=COUNT, default=101)
     p.add_argument("--layout", required=True)
     p.add_argument("--before", required=True, help="ensemble test probabilities")
     p.add_argument("--after", required=True, help="post-processed test masks")
     p.add_argument("--oof", help="OOF probabilities of the same models: draws sections too")
     p.add_argument("--cv", required=True)
     p.add_argument("--threshold", choices=["fixed", "tuned"], default="tuned")
-    p.add_argument("--n", type=int, default=3)
+    p.add_argument("--n", type=COUNT, default=3)
     p.add_argument("--out-dir", required=True)
 
     p = sub.add_parser("plot-runtimes", help="report: run time per rule from benchmark files")
@@ -212,8 +295,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-files", nargs="*", help="use only these model.pt files")
     p.add_argument("--input", required=True, help=".sgy/.segy, .npy, .png or .tif")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--stride", type=int, default=50, help="step between overlapping tiles")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--stride", type=COUNT, default=50, help="step between overlapping tiles")
+    p.add_argument("--batch-size", type=COUNT, default=64)
     p.add_argument("--tta", default="none,hflip", help="comma-separated: none, hflip")
     p.add_argument("--threshold", default="tuned", help="tuned, fixed (0.5) or a number")
     p.add_argument("--cv", help="the cv.json whose tuned threshold to use (default: found)")
@@ -221,10 +304,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("model-summary", help="one JSON line: size, geometry, output, CPU time")
     p.add_argument("preset", help="an architecture name (see saltseg.models.ARCHITECTURES)")
-    p.add_argument("--tile-size", type=int, default=101)
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--model", default="{}", help="the preset's keyword overrides as JSON")
+    p.add_argument("--tile-size", type=COUNT, default=101)
+    p.add_argument("--batch", type=COUNT, default=2)
+    p.add_argument("--threads", type=COUNT, default=None)
+    p.add_argument(
+        "--model", type=_json_object, default="{}", help="the preset's keyword overrides as JSON"
+    )
     for name, command in sub.choices.items():
         command.set_defaults(func=COMMANDS[name])
     return parser
@@ -236,8 +321,9 @@ def _runtime(args: argparse.Namespace):
     from saltseg.runtime.device import keep_freed_memory, resolve_runtime
     from saltseg.runtime.gpus import cap_memory_share
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = _capped_threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
     runtime = resolve_runtime(
         args.device, args.amp, args.channels_last, args.compile == "true", args.cuda_graphs
     )
@@ -274,11 +360,14 @@ def _synth(args: argparse.Namespace) -> None:
 def _model_summary(args: argparse.Namespace) -> None:
     from saltseg.models.summary import model_summary
 
-    overrides = json.loads(args.model)
     print(
         json.dumps(
             model_summary(
-                args.preset, args.tile_size, args.batch, threads=args.threads, **overrides
+                args.preset,
+                args.tile_size,
+                args.batch,
+                threads=_capped_threads(args.threads),
+                **args.model,
             )
         )
     )
@@ -308,7 +397,7 @@ def _train(args: argparse.Namespace) -> None:
             args.folds,
             fold=args.fold,
             n_folds=args.n_folds,
-            params=json.loads(args.params),
+            params=args.params,
             tile=args.tile_size,
             seed=args.seed,
             runtime=_runtime(args),
