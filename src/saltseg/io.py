@@ -99,7 +99,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     between leaves the old folder under a temporary name that the next write removes.
     """
     path = Path(path)
-    _refuse_foreign(path)
+    check_folder_output(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -121,7 +121,7 @@ def _finish_dir(tmp: Path, path: Path) -> None:
     header = "# saltseg wrote these files; a rerun of the same step may replace the folder\n"
     (tmp / MANIFEST).write_text(header + "".join(f"{name}\n" for name in sorted(_files(tmp))))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual mode
-    _refuse_foreign(path)  # a file the user put there while the step ran
+    check_folder_output(path)  # a file the user put there while the step ran
     if path.exists():
         aside = tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)
         os.replace(path, aside)  # renaming onto an empty folder: the old output goes aside
@@ -137,9 +137,14 @@ def _files(folder: Path) -> Iterator[str]:
             yield Path(root, name).relative_to(folder).as_posix()
 
 
-def _refuse_foreign(path: Path) -> None:
+def check_folder_output(path: str | Path) -> None:
     """Raise :class:`InputError` when ``path`` exists and holds anything :func:`atomic_dir` did not
-    write there (see its docstring); an empty folder, or the step's own output, passes."""
+    write there (see its docstring); an empty folder, or the step's own output, passes.
+
+    :func:`atomic_dir` calls it; a step whose folder is not its first output calls it first too,
+    so that a refused folder leaves the step's other outputs unwritten.
+    """
+    path = Path(path)
     if not os.path.lexists(path):
         return
     if path.is_symlink() or not path.is_dir():

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from saltseg.data import kaggle
-from saltseg.io import atomic_dir
+from saltseg.io import atomic_dir, check_folder_output
 from saltseg.mosaic.draw import render_mosaic
 from saltseg.mosaic.tables import LAYOUT, read_table
 from saltseg.probs import Cut, align, binarize, read_probs
@@ -113,6 +113,7 @@ def plot_mosaics_before_after(
         InputError: unreadable inputs, a layout without id, mosaic_id, x, y, or a test id without
             a mask.
     """
+    check_folder_output(out_dir)  # refused before minutes of reading and drawing
     layout = read_table(layout_parquet, LAYOUT)
     train, test = kaggle.load_train(data_dir, tile), kaggle.load_test(data_dir, tile)
     images = dict(zip(train.ids + test.ids, np.concatenate([train.images, test.images])))

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from saltseg.errors import InputError
 from saltseg.inference.predict import TTA, load_snapshots, predict_ensemble
-from saltseg.io import atomic_dir, read_json, write_json
+from saltseg.io import atomic_dir, check_folder_output, read_json, write_json
 from saltseg.probs import Cut
 from saltseg.runtime.device import Runtime, resolve_runtime
 from saltseg.sections.io import PERCENTILES, Section, open_section, write_overlay, write_segy_like
@@ -197,6 +197,7 @@ def predict_section(
     Raises:
         InputError: bad input or no trained models; nothing is written then.
     """
+    check_folder_output(out_dir)  # refused before the models are loaded
     runtime = runtime or resolve_runtime()
     cut, source = resolve_threshold(threshold, models_dir, cv)
     with open_section(input_path, axis, percentiles) as section:

@@ -14,7 +14,14 @@ from saltseg import probs as probs_io
 from saltseg import rle
 from saltseg.data import kaggle
 from saltseg.data.folds import read_folds
-from saltseg.io import atomic_dir, atomic_path, read_json, write_csv, write_json
+from saltseg.io import (
+    atomic_dir,
+    atomic_path,
+    check_folder_output,
+    read_json,
+    write_csv,
+    write_json,
+)
 from saltseg.metrics import bucket_scores, competition_metric
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,7 @@ def mosaic(data_dir: str, tile: int, tiles_out: str, pairs_out: str, png_dir: st
     from saltseg.mosaic.assemble import assemble
     from saltseg.mosaic.draw import draw_mosaic
 
+    check_folder_output(png_dir)  # before the parquets: a refused folder leaves nothing written
     train, test = kaggle.load_train(data_dir, tile), kaggle.load_test(data_dir, tile)
     ids = train.ids + test.ids
     tiles, pairs = assemble(ids, np.concatenate([train.images, test.images]))
