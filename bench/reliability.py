@@ -5,7 +5,8 @@ Usage: python bench/reliability.py [--full] [--out PATH]
 Runs ``pytest`` (slow tests included) on tests/test_reliability.py, the bad-input cases of
 tests/test_kaggle_reader.py and tests/test_workflow.py, and tests/test_resume_kill.py, reads the
 JUnit XML report and counts every case (a parametrised case counts once per parameter) under one
-of four kinds: corrupt inputs, kills, disk full, invalidation. ``--full`` adds the tests of
+of six kinds: corrupt inputs, kills, disk full, invalidation, user's files (a folder output never
+deletes a file it did not write), bad options (one line at parsing). ``--full`` adds the tests of
 tests/test_workflow.py that need its full DAG run first (what a dry run reruns), a few minutes more.
 """
 
@@ -23,12 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from default_dag import write_result  # noqa: E402  (bench/ is not a package)
 
-KINDS = ["corrupt inputs", "kills", "disk full", "invalidation"]
+KINDS = ["corrupt inputs", "kills", "disk full", "invalidation", "user's files", "bad options"]
 PREFIXES = {  # tests/test_reliability.py names each test by the kind of failure it checks
     "test_corrupt_": "corrupt inputs",
     "test_kill_": "kills",
     "test_disk_full_": "disk full",
     "test_invalidation_": "invalidation",
+    "test_user_files_": "user's files",
+    "test_option_": "bad options",
 }
 OTHERS = {  # cases kept where they were written first
     "tests/test_kaggle_reader.py": {

@@ -16,6 +16,11 @@ Four kinds of failure, each named by the test's prefix (``bench/reliability.py``
   ``tests/test_resume_kill.py``).
 - ``test_invalidation_*``: a changed learning rate of one of two models reruns that model and what
   follows, not the other model (dry run; one model: ``tests/test_workflow.py``).
+- ``test_user_files_*``: a step whose output is a folder never deletes a file it did not write: a
+  folder holding a user's file is refused in one line, its own earlier output is replaced.
+- ``test_option_*``: a bad option value (a count below its minimum, JSON that is not an object) is
+  one line naming the option at parsing, exit status 2, nothing written; ``--threads`` beyond the
+  CPUs a job may use is capped, and logged once.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from saltseg.data.folds import make_folds, read_folds
 from saltseg.data.kaggle import load_test, read_depths, train_ids
 from saltseg.errors import InputError
 from saltseg.inference.predict import read_bundle
-from saltseg.io import WriteError, atomic_dir
+from saltseg.io import MANIFEST, WriteError, atomic_dir
 from saltseg.models import build_model
 from saltseg.probs import read_probs, write_probs
 from saltseg.training import checkpoint
@@ -517,6 +522,320 @@ def test_disk_full_inside_torch_save_is_named(tmp_path, monkeypatch):
     message = str(err.value)
     assert message.startswith(f"{path}: could not write (") and "disk full" in message
     assert "\n" not in message and not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- a user's files in a folder output
+
+
+def section_models(root: Path) -> tuple[Path, Path]:
+    """A model folder (one fold of a tiny U-Net) and a small 2-D section (.npy) to predict."""
+    (root / "m" / "fold0").mkdir(parents=True, exist_ok=True)
+    tiny_bundle(root / "m" / "fold0" / "model.pt")
+    amplitudes = np.random.default_rng(0).normal(size=(101, 130)).astype(np.float32)
+    np.save(root / "section.npy", amplitudes)
+    return root / "m", root / "section.npy"
+
+
+def folder_step(step: str, synth_dir: Path, tmp_path: Path, out: Path) -> list:
+    """The command line of ``step`` writing its folder output to ``out``, and its other outputs
+    (which a refused folder must leave unwritten)."""
+    if step == "synth":
+        return ["synth", "--out", out, "--sections", 1, "--rows", 2, "--cols", 3], []
+    if step == "mosaic":
+        others = [tmp_path / "tiles.parquet", tmp_path / "pairs.parquet"]
+        args = ["mosaic", "--data-dir", synth_dir, "--tiles", others[0], "--pairs", others[1]]
+        return [*args, "--png-dir", out, "--draw", 2], others
+    models, section = section_models(tmp_path / "in")
+    args = ["predict-section", "--models", models, "--input", section, "--out", out]
+    return [*args, "--threshold", "fixed", "--device", "cpu", "--threads", 1, "--tta", "none"], []
+
+
+@pytest.mark.parametrize("step", ["synth", "mosaic", "predict-section"])
+def test_user_files_a_folder_output_never_deletes_a_users_file(step, synth_dir, tmp_path):
+    """``--out mydata`` where mydata/ holds notes.txt: refused in one line naming the folder and
+    the file, the file kept, nothing written; the step's own earlier output is replaced whole."""
+    own, mine = tmp_path / "own", tmp_path / "mydata"
+    args, others = folder_step(step, synth_dir, tmp_path, own)
+    first = run_saltseg(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    written = {p.relative_to(own): p.read_bytes() for p in own.rglob("*") if p.is_file()}
+    assert MANIFEST in {p.name for p in own.iterdir()}
+    (own / "stale.png").write_bytes(b"a user's file among the step's output")
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    for folder, name in [(mine, "notes.txt"), (own, "stale.png")]:
+        kept = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        for other in others:
+            other.unlink(missing_ok=True)
+        result = run_saltseg(*folder_step(step, synth_dir, tmp_path, folder)[0])
+        assert_one_line_error(result, f"{folder}: holds files this step did not write ({name})")
+        now = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        assert now == kept and not any(p.exists() for p in others) and not temporaries(tmp_path)
+    (own / "stale.png").unlink()  # the step's own output alone: replaced, atomically
+    again = run_saltseg(*folder_step(step, synth_dir, tmp_path, own)[0])
+    assert again.returncode == 0, again.stderr[-3000:]
+    now = {p.relative_to(own): p.read_bytes() for p in own.rglob("*") if p.is_file()}
+    assert set(now) == set(written) and not temporaries(tmp_path)
+    if step != "predict-section":  # deterministic bytes (a section's timing is in params.json)
+        assert now == written
+
+
+def test_user_files_atomic_dir_replaces_only_what_it_wrote(tmp_path):
+    """The writer's rules, case by case: an empty folder or its own output is replaced; a file, a
+    link, a user's file in a subfolder, or one added while the step runs is refused, and kept."""
+    out = tmp_path / "out"
+    out.mkdir()  # an empty folder: nothing to lose
+    with atomic_dir(out) as tmp:
+        (tmp / "a" / "b").mkdir(parents=True)
+        (tmp / "a" / "b" / "x.png").write_bytes(b"1")
+    assert (out / MANIFEST).read_text().splitlines()[1:] == ["a/b/x.png"]
+    (out / "a" / "b" / "mine.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"out: holds files this step did not write \(a/b/mine"):
+        with atomic_dir(out) as tmp:
+            raise AssertionError("the block must not run")
+    (out / "a" / "b" / "mine.txt").unlink()
+    with pytest.raises(InputError, match="out: holds files this step did not write"):
+        with atomic_dir(out) as tmp:
+            (tmp / "y.png").write_bytes(b"2")
+            (out / "late.txt").write_text("written while the step ran")
+    assert (out / "late.txt").is_file() and (out / "a" / "b" / "x.png").read_bytes() == b"1"
+    (out / "late.txt").unlink()
+    with atomic_dir(out) as tmp:
+        (tmp / "y.png").write_bytes(b"2")
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "y.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the old output went too
+    (tmp_path / "file").write_text("a user's file named like the output")
+    (tmp_path / "link").symlink_to(out)
+    for path in (tmp_path / "file", tmp_path / "link"):
+        with pytest.raises(InputError, match="expected a folder to write, found a file or link"):
+            with atomic_dir(path) as tmp:
+                pass
+    assert (tmp_path / "file").read_text() == "a user's file named like the output"
+    assert (out / "y.png").read_bytes() == b"2"
+
+
+# ---------------------------------------------------------------- JSON files the DAG wrote
+
+
+def summary_inputs(results: Path) -> dict[str, Path]:
+    """The JSON files ``saltseg summary`` reads, as the DAG writes them (one model, one fold)."""
+    cv = {"metric_at_0.5": 0.7, "metric_tuned": 0.72, "threshold": 0.45}
+    report = {"threshold": 0.45, "oof_after": 0.73, "gain": 0.01, "applied": True}
+    files = {
+        "model cv.json": (results / "stage1" / "unet" / "cv.json", cv),
+        "metrics.json": (
+            results / "stage1" / "unet" / "fold0" / "metrics.json",
+            {"train_seconds": 9},
+        ),
+        "ensemble cv.json": (results / "stage1" / "ensemble" / "cv.json", cv),
+        "blend cv.json": (results / "blend" / "cv.json", cv),
+        "report.json": (results / "postprocess" / "report.json", report),
+    }
+    for path, content in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
+    return {name: path for name, (path, _) in files.items()}
+
+
+def summary_args(paths: dict[str, Path], out: Path) -> list:
+    return [
+        *("summary", "--model-cvs", paths["model cv.json"]),
+        *("--fold-metrics", paths["metrics.json"], "--ensemble-cvs", paths["ensemble cv.json"]),
+        *("--blend-cv", paths["blend cv.json"], "--postprocess", paths["report.json"]),
+        *("--out", out),
+    ]
+
+
+@pytest.mark.parametrize("damage", ["not json", "empty", "a list", "a key missing"])
+@pytest.mark.parametrize(
+    "name", ["model cv.json", "metrics.json", "ensemble cv.json", "blend cv.json", "report.json"]
+)
+def test_corrupt_json_files_the_dag_wrote_are_named_in_one_line(name, damage, tmp_path, capsys):
+    """summary on a cv.json/metrics.json/report.json that is not (the expected) JSON: one line
+    naming the file, exit status 2, no summary.csv."""
+    paths = summary_inputs(tmp_path / "results")
+    out = tmp_path / "results" / "summary.csv"
+    assert cli.main([str(a) for a in summary_args(paths, out)]) == 0 and out.is_file()
+    capsys.readouterr()
+    out.unlink()
+    path = paths[name]
+    content = json.loads(path.read_text())
+    path.write_text(
+        {
+            "not json": '{"metric_at_0.5": 0.7,',
+            "empty": "",
+            "a list": "[1, 2]",
+            "a key missing": json.dumps(dict(list(content.items())[1:])),
+        }[damage]
+    )
+    line = main_error(capsys, *summary_args(paths, out))
+    assert line.startswith(f"saltseg summary: error: {path}: expected a JSON object with ")
+    assert not out.exists() and not temporaries(tmp_path)
+
+
+def test_corrupt_members_json_of_a_blend_is_named(tmp_path, capsys):
+    """predict-section on a blend folder whose members.json is not JSON: one line naming it."""
+    models, section = section_models(tmp_path / "in")
+    blend = tmp_path / "results" / "blend"
+    blend.mkdir(parents=True)
+    (blend / "members.json").write_text('{"members": [{"models": ')
+    line = main_error(
+        capsys,
+        *SECTION[:2],
+        blend,
+        "--input",
+        section,
+        "--out",
+        tmp_path / "o",
+        "--threshold",
+        "fixed",
+    )
+    assert f"{blend / 'members.json'}: expected members with models and weight" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupt_a_train_id_that_is_also_a_test_id_stops_the_data_check(data, tmp_path):
+    """An id in train.csv and in the test list: the fold split (the first step to read the data,
+    before anything trains) says so in one line, rather than the mosaic's 'unique ids'."""
+    tile = first_train_id(data)
+    submission = pd.read_csv(data / "sample_submission.csv", dtype=str, keep_default_na=False)
+    extra = pd.DataFrame({"id": [tile], "rle_mask": ["1 1"]})
+    pd.concat([submission, extra]).to_csv(data / "sample_submission.csv", index=False)
+    shutil.copy(data / "train" / "images" / f"{tile}.png", data / "test" / "images")
+    expected = f"{data / 'train.csv'}: expected train and test ids apart, {tile!r} is in both"
+    out = tmp_path / "folds.csv"
+    result = run_saltseg("folds", "--data-dir", data, "--out", out)
+    line = assert_one_line_error(result, expected, "the test list (sample_submission.csv")
+    assert not out.exists()
+    outs = ["--tiles", tmp_path / "t.parquet", "--pairs", tmp_path / "p.parquet"]
+    result = run_saltseg("mosaic", "--data-dir", data, *outs, "--png-dir", tmp_path / "png")
+    assert (
+        assert_one_line_error(result, expected).split(": error: ")[1] == line.split(": error: ")[1]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+# ---------------------------------------------------------------- bad option values
+
+FOLD = ["--data-dir", "d", "--folds", "f.csv", "--fold", 0, "--n-folds", 2, "--out-dir", "o"]
+SECTION = ["predict-section", "--models", "m", "--input", "s.npy", "--out", "o"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", *FOLD, "--params", "{bad json"], "argument --params: expected a JSON object"),
+        (["train", *FOLD, "--params", "[1, 2]"], "argument --params: expected a JSON object"),
+        (["model-summary", "unet", "--model", "{bad json"], "argument --model: expected a JSON"),
+        (["model-summary", "unet", "--batch", -4], "--batch: expected an integer >= 1, got '-4'"),
+        (["model-summary", "unet", "--tile-size", 0], "--tile-size: expected an integer >= 1"),
+        (["model-summary", "unet", "--threads", 0], "--threads: expected an integer >= 1"),
+        (["synth", "--out", "o", "--sections", 0], "--sections: expected an integer >= 1"),
+        (["synth", "--out", "o", "--rows", "two"], "--rows: expected an integer >= 1, got 'two'"),
+        (["synth", "--out", "o", "--cols", -1], "--cols: expected an integer >= 1"),
+        (["synth", "--out", "o", "--seed", -1], "--seed: expected an integer >= 0"),
+        (["synth", "--out", "o", "--train-fraction", 1.5], "--train-fraction: expected a number"),
+        (["synth", "--out", "o", "--blank-fraction", "nan"], "--blank-fraction: expected a num"),
+        (["folds", "--data-dir", "d", "--out", "f.csv", "--n-folds", 1], "--n-folds: expected"),
+        (["train", *FOLD[:5], -1, *FOLD[6:], "--params", "{}"], "--fold: expected an integer >= 0"),
+        (["train", *FOLD, "--params", "{}", "--workers", -2], "--workers: expected an integer"),
+        (["train", *FOLD, "--params", "{}", "--jobs-per-gpu", 0], "--jobs-per-gpu: expected an"),
+        (["train", *FOLD, "--params", "{}", "--predict-batch-size", 0], "--predict-batch-size"),
+        (["train", *FOLD, "--params", "{}", "--threads", -8], "--threads: expected an integer"),
+        ([*SECTION, "--stride", 0], "--stride: expected an integer >= 1, got '0'"),
+        ([*SECTION, "--batch-size", -64], "--batch-size: expected an integer >= 1"),
+        (
+            [
+                "mosaic",
+                "--data-dir",
+                "d",
+                *("--tiles", "t", "--pairs", "p", "--png-dir", "g"),
+                "--draw",
+                -1,
+            ],
+            "--draw: expected an integer >= 0",
+        ),  # fmt: skip
+        (
+            [
+                "pseudo",
+                "--data-dir",
+                "d",
+                "--probs",
+                "p",
+                "--n-folds",
+                2,
+                "--out",
+                "o",
+                "--min-confidence",
+                2,
+            ],
+            "--min-confidence: expected a number in [0, 1]",
+        ),  # fmt: skip
+        (
+            [
+                "ensemble",
+                "--data-dir",
+                "d",
+                *("--oof-parts", "a", "--test-parts", "b"),
+                *("--oof", "o", "--test", "t", "--cv", "c"),
+                "--weights",
+                1,
+                -1,
+            ],
+            "--weights: expected a number >= 0",
+        ),  # fmt: skip
+    ],
+)
+def test_option_values_below_their_minimum_are_one_line_at_parsing(argv, expected, tmp_path):
+    """Each bad value: one line naming the option and what was expected, exit status 2, nothing
+    written (the command runs in an empty folder that stays empty)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "saltseg", *map(str, argv)],
+        env=ENV,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = assert_one_line_error(result, expected)
+    assert line.startswith(f"saltseg {argv[0]}: error: argument ") and not any(tmp_path.iterdir())
+
+
+def test_option_threads_beyond_the_cpus_the_job_may_use_are_capped_and_logged_once(
+    tmp_path, monkeypatch, caplog
+):
+    """--threads 8 on one usable CPU: torch runs 1 thread, and the job's log says so once."""
+    cpu = min(os.sched_getaffinity(0))
+    model = json.dumps({**TINY_MODEL, "pretrained": "none"})
+    argv = ["model-summary", "unet", "--model", model, "--tile-size", 101, "--batch", 1]
+    result = subprocess.run(
+        [sys.executable, "-m", "saltseg", *map(str, argv), "--threads", "8"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["threads"] == 1
+    capped = [line for line in result.stderr.splitlines() if "capped" in line]
+    assert len(capped) == 1 and capped[0].endswith(
+        "--threads 8 capped at 1: the CPUs this job may use"
+    )
+
+    # the training/prediction jobs' runtime: the same cap, logged once
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {cpu})
+    args = cli._parser().parse_args([*SECTION, "--device", "cpu", "--threads", "8"])
+    previous = torch.get_num_threads()
+    try:
+        with caplog.at_level("INFO", logger="saltseg"):
+            cli._runtime(args)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(previous)
+    assert [r.getMessage() for r in caplog.records if "capped" in r.getMessage()] == [
+        "--threads 8 capped at 1: the CPUs this job may use"
+    ]
 
 
 # ------------------------------------------------------- kill -9 of snakemake; invalidation
