@@ -1,26 +1,27 @@
 """Ablation of training levers on real fold 0 at a fixed time budget (ablation_cpu.json).
 
-Usage: python bench/ablation_cpu.py --data-dir ../shared/tgs [--variants a,b] [--threads 2]
+Usage: python -m bench ablation_cpu --data-dir ../shared/tgs [--variants a,b] [--threads 2]
 
 Each variant is a model definition (the `models:` schema of config.yaml) whose phases carry a
 `minutes` budget; it trains with saltseg's own loop on the train tiles of fold 0 (depth folds)
 and is scored on fold 0's tiles, which it never saw. Every row records the validation metric at
 0.5, with the tuned threshold, with the tuned threshold and minimum area, each with and without
 flip TTA, the score per coverage bucket, and the minutes spent. Training resumes after a kill
-(work files under results/ablation/); finished variants are skipped on a rerun.
+(checkpoints and rows so far under ``--work``, default results/ablation/); finished variants
+are skipped on a rerun, and the result is written once every asked variant is done.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.common import REPO, write_result
 from saltseg.data import kaggle
 from saltseg.data.folds import make_folds
 from saltseg.inference.predict import predict_probs
@@ -34,10 +35,6 @@ from saltseg.metrics import (
 from saltseg.models import build_model
 from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 from saltseg.training.loop import fit
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import machine  # noqa: E402  (bench/ is no package)
 
 FLIP = [{"name": "HorizontalFlip", "p": 0.5}]
 WIDE = [128, 64, 32, 16, 16]
@@ -448,19 +445,21 @@ def run_variant(
     runtime,
     groups: dict | None = None,
     data_dir: str = "",
+    work: Path = REPO / "results" / "ablation",
 ) -> dict:
     """Train variant ``name`` on ``train`` within its budget and score it on ``val``.
 
     The row holds the minutes, epochs, images/s and, with and without flip TTA, the scores of
     :func:`score`, plus those of each subset of ``groups`` (name -> boolean mask over ``val``).
-    ``data_dir`` holds the test tiles of ``soft_pseudo`` variants.
+    ``data_dir`` holds the test tiles of ``soft_pseudo`` variants; checkpoints go to
+    ``work/<name>`` (training resumes from them after a kill).
     """
     if "amp" in params:  # the variant's own precision
         runtime = resolve_runtime("cpu", params["amp"], "auto")
     torch.manual_seed(0)
     model = build_model(params["arch"], 101, **params["model"])
     start = time.perf_counter()
-    work_dir = REPO / "results" / "ablation" / name
+    work_dir = Path(work) / name
     if "soft_pseudo" in params:
         trained = fit_self_trained(model, params, train, val, runtime, work_dir, data_dir)
     else:
@@ -493,21 +492,27 @@ def run_variant(
 
 
 def save(out: Path, result: dict, row: dict) -> None:
-    """Write ``result`` to ``out`` atomically and print the new ``row``'s tuned scores."""
+    """Write the rows so far, ``result``, to the work file ``out`` atomically and print the new
+    ``row``'s tuned scores."""
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(out)
     print(row["variant"], json.dumps({k: v["tuned_min_area"] for k, v in row["scores"].items()}))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--variants", default="")
     parser.add_argument("--minutes", type=float, default=7.0, help="training budget per variant")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(REPO / "bench" / "ablation_cpu.json"))
-    args = parser.parse_args()
+    parser.add_argument(
+        "--work",
+        default=str(REPO / "results" / "ablation"),
+        help="checkpoints and the rows so far (rows.json), kept across reruns",
+    )
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     runtime = resolve_runtime("cpu", "false", "auto")
@@ -515,26 +520,30 @@ def main() -> None:
     in_val = in_fold0(args.data_dir, tiles)
     train, val = tiles.subset(~in_val), tiles.subset(in_val)
     blank = kaggle.is_blank(val.images)
-    out = Path(args.out)
-    result = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    progress = work / "rows.json"
+    result = json.loads(progress.read_text()) if progress.is_file() else {"rows": []}
     done = {row["variant"] for row in result["rows"]}
     table = variants(args.minutes)
     names = args.variants.split(",") if args.variants else list(table)
     for name in names:
         if name in done:
             continue
-        row = run_variant(name, table[name], train, val, blank, runtime, data_dir=args.data_dir)
+        row = run_variant(
+            name, table[name], train, val, blank, runtime, data_dir=args.data_dir, work=work
+        )
         result["rows"].append(row)
         result.update(
             {
-                "command": "python bench/ablation_cpu.py --data-dir DATA",
+                "command": "python -m bench ablation_cpu --data-dir DATA",
                 "n_train": len(train),
                 "n_val": len(val),
                 "threads": args.threads,
-                "machine": machine(),
             }
         )
-        save(out, result, row)
+        save(progress, result, row)
+    write_result("ablation_cpu", result, args.out, quiet=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Training speed: batch augmentation against per-tile albumentations (batch_augment.json).
 
-Usage: python bench/batch_augment.py [--data-dir synthetic|DIR] [--models unet_r10] [--threads 2]
+Usage: python -m bench batch_augment [--data-dir synthetic|DIR] [--models unet_r10] [--threads 2]
 
 Trains each model of config.yaml (its model, its augment list, its first phase's batch size and
 optimiser) with saltseg's own loop, once with ``augment_on: tile`` (albumentations per tile in a
@@ -13,23 +13,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 import yaml
 
+from bench.common import REPO, write_result
 from saltseg.config import model_params
 from saltseg.data import kaggle
 from saltseg.data.synthetic import generate
 from saltseg.models import build_model
 from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 from saltseg.training.loop import fit
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import write_result  # noqa: E402  (bench/ is no package)
 
 
 def rate(params: dict, mode: str, tiles, val, runtime, epochs: int, work: Path) -> float:
@@ -42,15 +38,15 @@ def rate(params: dict, mode: str, tiles, val, runtime, epochs: int, work: Path) 
     return statistics.median(h["images_per_s"] for h in history)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="synthetic")
     parser.add_argument("--models", default="unet_r10")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default=str(REPO / "bench" / "batch_augment.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     runtime = resolve_runtime("cpu", "false", "auto")
@@ -81,10 +77,8 @@ def main() -> None:
                 "rounds": {m: [round(r, 1) for r in v] for m, v in rates.items()},
             }
     write_result(
-        args.out,
+        "batch_augment",
         {
-            "command": f"python bench/batch_augment.py --data-dir {args.data_dir} "
-            f"--models {args.models} --threads {args.threads}",
             "data": "synthetic (the default run's tiles)"
             if args.data_dir == "synthetic"
             else "real",
@@ -92,6 +86,7 @@ def main() -> None:
             "threads": args.threads,
             "models": rows,
         },
+        args.out,
     )
 
 

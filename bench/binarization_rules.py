@@ -1,6 +1,6 @@
 """Binarization rules on a run's OOF maps, each tuned on two folds and scored on the third.
 
-Usage: python bench/binarization_rules.py --data-dir DATA --run RUN_DIR [--out FILE]
+Usage: python -m bench binarization_rules --data-dir DATA --run RUN_DIR [--out FILE]
 
 RUN_DIR is a finished `cpu` run (results/blend/oof.parquet, results/folds.csv). Rules: the
 pipeline's threshold + minimum mask area; hysteresis (components above ``low`` kept where they
@@ -14,8 +14,6 @@ comparison honest: every rule is scored on tiles its parameters never saw.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -24,13 +22,10 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
+from bench.common import write_result
 from saltseg.data import kaggle
-from saltseg.io import atomic_path
 from saltseg.metrics import remove_small, tile_scores
 from saltseg.probs import align, read_probs
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import machine  # noqa: E402  (bench/ is no package)
 
 
 def hysteresis(probs: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -98,12 +93,12 @@ def cross_fold(truth, fold, make, grid) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--run", required=True)
-    parser.add_argument("--out", default=str(Path(__file__).with_name("binarization_rules.json")))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     run = Path(args.run)
     oof = run / "results" / "blend" / "oof.parquet"
     tiles = kaggle.load_train(args.data_dir, 101)
@@ -148,7 +143,7 @@ def main() -> None:
         ),
     }
     result = {
-        "command": "python bench/binarization_rules.py --data-dir DATA --run RUN",
+        "command": "python -m bench binarization_rules --data-dir DATA --run RUN",
         "oof": "RUN/results/blend/oof.parquet",
         "n_tiles": len(tiles),
         "rules": {name: cross_fold(truth, fold, *rule) for name, rule in rules.items()},
@@ -156,10 +151,8 @@ def main() -> None:
             "peak": float(roc_auc_score(empty, -probs.reshape(len(probs), -1).max(1))),
             "learned": float(roc_auc_score(empty, p_empty)),
         },
-        "machine": machine(),
     }
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("binarization_rules", result, args.out, quiet=True)
     for name, row in result["rules"].items():
         print(f"{name}: {row['cross_fold']:.4f} (best on all {row['score_best_on_all']:.4f})")
 

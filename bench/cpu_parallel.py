@@ -1,7 +1,7 @@
 """Training images/s of the `cpu` profile's network: one job on all threads, or several
 single-thread jobs side by side (cpu_parallel.json).
 
-Usage: python bench/cpu_parallel.py [--threads 2] [--jobs 2,3] [--steps 40]
+Usage: python -m bench cpu_parallel [--threads 2] [--jobs 2,3] [--steps 40]
 
 Each job is a separate process timing saltseg's training step (bench/cpu_speed.py's
 ``time_setting``) on the `cpu` profile's model at batch 16. ``total_images_per_s`` adds the jobs
@@ -14,17 +14,13 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import write_result  # noqa: E402  (bench/ is no package)
+from bench.common import REPO, write_result
 
 SETTING = {"batch_size": 16, "model": {"empty_head": True}}
 JOB = """
-import json, sys, torch
-sys.path.insert(0, {bench!r})
-import cpu_speed
+import json, torch
+from bench import cpu_speed
 torch.set_num_threads({threads})
 print(json.dumps(cpu_speed.time_setting({setting!r}, {steps})))
 """
@@ -32,22 +28,22 @@ print(json.dumps(cpu_speed.time_setting({setting!r}, {steps})))
 
 def run_jobs(n: int, threads: int, steps: int) -> list[float]:
     """Start ``n`` jobs of ``threads`` threads at once; their training images/s."""
-    code = JOB.format(bench=str(REPO / "bench"), threads=threads, setting=SETTING, steps=steps)
+    code = JOB.format(threads=threads, setting=SETTING, steps=steps)
     procs = [
-        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
         for _ in range(n)
     ]
     outs = [p.communicate()[0] for p in procs]
     return [json.loads(out.strip().splitlines()[-1])["train_images_per_s"] for out in outs]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="cores of the machine")
     parser.add_argument("--jobs", default="2,3", help="single-thread jobs side by side")
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--out", default=str(REPO / "bench" / "cpu_parallel.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     rows = {}
     one = run_jobs(1, args.threads, args.steps)
     rows[f"1 job x {args.threads} threads"] = {"jobs": one, "total_images_per_s": sum(one)}
@@ -60,12 +56,12 @@ def main() -> None:
         }
         print(n, rows[f"{n} jobs x 1 thread"], flush=True)
     write_result(
-        args.out,
+        "cpu_parallel",
         {
-            "command": f"python bench/cpu_parallel.py --threads {args.threads} --jobs {args.jobs}",
             "setting": SETTING,
             "rows": rows,
         },
+        args.out,
     )
 
 

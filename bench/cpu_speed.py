@@ -1,6 +1,6 @@
 """Training and prediction speed of the `cpu` profile's network per setting (cpu_speed.json).
 
-Usage: python bench/cpu_speed.py [--threads 2] [--steps 40]
+Usage: python -m bench cpu_speed [--threads 2] [--steps 40]
 
 Times saltseg's own training step (saltseg.training.loop.train_step: autocast, backward, Adam)
 and prediction (saltseg.inference.predict.predict_probs) on random 101x101 tiles, for batch sizes,
@@ -11,22 +11,17 @@ Rates are images (tiles) per second after warm-up steps; compile time is reporte
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.common import write_result
 from saltseg.inference.predict import predict_probs
 from saltseg.losses import build_loss
 from saltseg.models import build_model
 from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 from saltseg.training.loop import train_step
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import write_result  # noqa: E402  (bench/ is no package)
 
 MODEL = {
     "encoder_name": "resnet10t",
@@ -101,13 +96,13 @@ def time_setting(setting: dict, steps: int, warmup: int = 5) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--settings", default=",".join(SETTINGS))
-    parser.add_argument("--out", default=str(REPO / "bench" / "cpu_speed.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     rows = {}
@@ -115,13 +110,13 @@ def main() -> None:
         rows[name] = {**SETTINGS[name], **time_setting(SETTINGS[name], args.steps)}
         print(name, rows[name], flush=True)
     write_result(
-        args.out,
+        "cpu_speed",
         {
-            "command": f"python bench/cpu_speed.py --threads {args.threads} --steps {args.steps}",
             "model": MODEL,
             "threads": args.threads,
             "settings": rows,
         },
+        args.out,
     )
 
 

@@ -1,6 +1,6 @@
 """Does the empty-tile head, read at prediction, beat the minimum-area rule? (empty_gate.json)
 
-Usage: python bench/empty_gate.py --data-dir DATA --variant base64_lovasz_empty
+Usage: python -m bench empty_gate --data-dir DATA --variant base64_lovasz_empty
 
 Reads the checkpoint that bench/ablation_cpu.py left for ``--variant`` (a model with
 ``empty_head``) under results/ablation/, predicts fold 0 with flip TTA, and tunes on it the
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +21,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from bench.ablation_cpu import REPO, in_fold0, variants
+from bench.common import write_result
 from saltseg.data import kaggle
 from saltseg.data.dataset import to_tensor
 from saltseg.metrics import best_cell, binarization_table, bucket_scores, remove_small
 from saltseg.models import build_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation_cpu import REPO, in_fold0, variants  # noqa: E402
-from default_dag import machine  # noqa: E402
 
 
 def predict_with_head(model: nn.Module, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,17 +56,18 @@ def tuned(truth: np.ndarray, probs: np.ndarray) -> dict:
     return {"threshold": cut, "min_area": area, "score": score, "buckets": buckets}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--variant", default="base64_lovasz_empty")
-    parser.add_argument("--out", default=str(REPO / "bench" / "empty_gate.json"))
-    args = parser.parse_args()
+    parser.add_argument("--work", default=str(REPO / "results" / "ablation"), help="ablation_cpu's")
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     tiles = kaggle.load_train(args.data_dir, 101)
     val = tiles.subset(in_fold0(args.data_dir, tiles))
     params = variants(32)[args.variant]
     model = build_model(params["arch"], 101, **params["model"])
-    work = REPO / "results" / "ablation" / args.variant / "checkpoint.pt"
+    work = Path(args.work) / args.variant / "checkpoint.pt"
     model.load_state_dict(torch.load(work, weights_only=False)["snapshots"][-1])
     probs, p_empty = predict_with_head(model, val.images)
     probs = np.where(kaggle.is_blank(val.images)[:, None, None], 0.0, probs)
@@ -79,7 +77,7 @@ def main() -> None:
         gates[str(gate)] = tuned(val.masks, np.where((p_empty > gate)[:, None, None], 0, probs))
     best = max(gates, key=lambda g: gates[g]["score"])
     result = {
-        "command": f"python bench/empty_gate.py --data-dir DATA --variant {args.variant}",
+        "command": f"python -m bench empty_gate --data-dir DATA --variant {args.variant}",
         "variant": args.variant,
         "n_val": len(val),
         "auc_empty": {
@@ -89,10 +87,9 @@ def main() -> None:
         "min_area_rule": tuned(val.masks, probs),
         "best_gate": {"gate": float(best), **gates[best]},
         "gates": {g: v["score"] for g, v in gates.items()},
-        "machine": machine(),
         "date": datetime.date.today().isoformat(),
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_result("empty_gate", result, args.out, quiet=True)
     print(json.dumps({k: result[k] for k in ("auc_empty", "gates")}))
     print("rule", result["min_area_rule"]["score"], "gate", best, gates[best]["score"])
 

@@ -1,6 +1,6 @@
 """How often a run's tuned cut empties tiles on OOF and on test, and what the peak gate adds.
 
-Usage: python bench/gate_rate.py --data-dir DATA --run RUN_DIR [--out FILE]
+Usage: python -m bench gate_rate --data-dir DATA --run RUN_DIR [--out FILE]
 
 RUN_DIR is a finished run (results/blend/{oof,test}.parquet, cv.json). The cut is tuned on
 single-model OOF maps while test maps are the mean of the fold models, which is smoother: if
@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from bench.common import write_result
 from saltseg.data import kaggle
-from saltseg.io import atomic_path
 from saltseg.metrics import best_cell, binarization_table
 from saltseg.probs import Cut, align, binarize, read_probs
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import machine  # noqa: E402  (bench/ is no package)
 
 
 def empty_share(maps: np.ndarray, tiles: kaggle.Tiles, cut: Cut) -> float:
@@ -34,12 +30,12 @@ def empty_share(maps: np.ndarray, tiles: kaggle.Tiles, cut: Cut) -> float:
     return float((empty & ~blank).sum() / (~blank).sum())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--run", required=True)
-    parser.add_argument("--out", default=str(Path(__file__).with_name("gate_rate.json")))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     blend = Path(args.run) / "results" / "blend"
     train, test = kaggle.load_train(args.data_dir, 101), kaggle.load_test(args.data_dir, 101)
     oof = align(blend / "oof.parquet", train.ids, *read_probs(blend / "oof.parquet"))
@@ -50,7 +46,7 @@ def main() -> None:
     salt = train.masks.reshape(len(train), -1).any(axis=1)
     non_blank = ~kaggle.is_blank(train.images)
     result = {
-        "command": "python bench/gate_rate.py --data-dir DATA --run RUN",
+        "command": "python -m bench gate_rate --data-dir DATA --run RUN",
         "cut": vars(cut),
         "tuned": {
             "area_rule_alone": best_cell(thresholds, areas, peaks[:1], table[:, :, :1]),
@@ -62,10 +58,8 @@ def main() -> None:
             "test": empty_share(test_maps, test, cut),
         },
         "true_empty_share_non_blank_train": float((~salt & non_blank).sum() / non_blank.sum()),
-        "machine": machine(),
     }
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("gate_rate", result, args.out, quiet=True)
     print(json.dumps({k: result[k] for k in ("cut", "tuned", "predicted_empty_share_non_blank")}))
 
 

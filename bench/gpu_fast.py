@@ -1,6 +1,6 @@
 """Collect what bench/gpu_fast.sh measured into one JSON (gpu_fast.json).
 
-Usage: python bench/gpu_fast.py --results results --samples gpu_samples.csv --rc RC \
+Usage: python -m bench gpu_fast --results results --samples gpu_samples.csv --rc RC \
     --start EPOCH_S --dag-start EPOCH_S --data-dir DATA --out gpu_fast.json
 
 Holds: the wall time (whole command and the DAG alone), snakemake's exit status and which
@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import rule_seconds, write_result  # noqa: E402  (bench/ is no package)
+from bench.common import rule_seconds, write_result
 
 ALL_TEST_TILES = 18_600
 #: rules whose work grows with the test tiles; predict's also holds the fold's OOF tiles
@@ -96,7 +94,7 @@ def oof_table(results: Path) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results")
     parser.add_argument("--samples", required=True, help="nvidia-smi samples (CSV)")
@@ -105,7 +103,7 @@ def main() -> None:
     parser.add_argument("--dag-start", type=float, required=True, help="snakemake's start")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     results, now = Path(args.results), time.time()
     data = Path(args.data_dir)
     n_test = len(pd.read_csv(data / "sample_submission.csv"))
@@ -114,7 +112,7 @@ def main() -> None:
     n_oof = n_train // max(int(pd.read_csv(folds)["fold"].nunique()), 1) if folds.is_file() else 0
     dag_wall = round(now - args.dag_start, 1)
     write_result(
-        args.out,
+        "gpu_fast",
         {
             "command": "bash bench/gpu_fast.sh",
             "profile": "workflow/profiles/fast with bench/gpu_fast.yaml (pretrained: none)",
@@ -136,6 +134,7 @@ def main() -> None:
             "train_images_per_s": train_speed(results),
             "oof": oof_table(results),
         },
+        args.out,
     )
 
 

@@ -8,7 +8,7 @@
 # Installs the carried wheels, unpacks the data, samples the GPU's busy share every 0.5 s, runs
 # `snakemake --workflow-profile workflow/profiles/fast` (pretrained: none, bench/gpu_fast.yaml)
 # for `submission` and `summary`, stops it after LIMIT_S seconds (default 480: the machine ends a
-# command at 600 s), and writes $OUT/gpu_fast.json (bench/gpu_fast.py: wall time, rule seconds,
+# command at 600 s), and writes $OUT/gpu_fast.json (python -m bench gpu_fast: wall time, rule seconds,
 # busy share, train img/s per model, OOF per stage and blend, test tiles, the wall time
 # extrapolated to all 18,600 test tiles) and $OUT/gpu_fast_logs.tar.gz. A stopped run keeps what
 # it finished: the JSON then says which targets were not reached.
@@ -35,7 +35,7 @@ timeout --signal=INT --kill-after=30 "$LIMIT_S" python3 -m snakemake \
   --config data_dir=/tmp/tgs -- submission summary >"$OUT/snakemake.log" 2>&1
 RC=$?
 kill "$SAMPLER" 2>/dev/null
-python3 bench/gpu_fast.py --results results --samples "$OUT/gpu_samples.csv" --rc "$RC" \
+python3 -m bench.gpu_fast --results results --samples "$OUT/gpu_samples.csv" --rc "$RC" \
   --start "$START" --dag-start "$SNAKE_START" --data-dir /tmp/tgs --out "$OUT/gpu_fast.json"
 tar -czf "$OUT/gpu_fast_logs.tar.gz" results/logs results/benchmarks \
   $(find results -name history.csv -o -name cv.json) "$OUT/snakemake.log" 2>/dev/null

@@ -1,6 +1,6 @@
 """Stage-1 U-Net on one fold of real labelled tiles: GPU throughput, utilisation and OOF score.
 
-Usage: python bench/gpu_stage1.py --npz TRAIN.npz [--epochs 40] [--out bench/gpu_stage1.json]
+Usage: python -m bench gpu_stage1 --npz TRAIN.npz [--epochs 40] [--out bench/gpu_stage1.json]
 TRAIN.npz holds ``ids, images, masks, depths`` of the labelled tiles (made from a Kaggle-layout
 dir with ``saltseg.data.kaggle.load_train``). It trains fold 0 of 5 (depth folds) through the
 library's own loop (``saltseg.training.loop.fit``), first timing short runs of each
@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 import torch
-from default_dag import write_result
 
+from bench.common import write_result
 from saltseg.data.folds import make_folds
 from saltseg.data.kaggle import Tiles
 from saltseg.inference.predict import predict_ensemble
@@ -130,7 +130,7 @@ def run(
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--npz", required=True)
     parser.add_argument("--epochs", type=int, default=40)
@@ -139,8 +139,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--no-sweep", action="store_true", help="skip the short settings sweep")
-    parser.add_argument("--out", default="bench/gpu_stage1.json")
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     kwargs = MODEL if args.arch == "unet" else {"pretrained": "none"}
     data = np.load(args.npz)
     tiles = Tiles(list(data["ids"]), data["images"], data["masks"], data["depths"])
@@ -182,7 +182,7 @@ def main() -> None:
         "throughput_settings_2_epochs": settings,
         "full_run": full,
     }
-    write_result(args.out, result)
+    write_result("gpu_stage1", result, args.out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark mosaic assembly: all real tiles (time, memory, mosaics) and synthetic quality.
 
-Usage: ``PYTHONPATH=src python bench/mosaic.py [--data-dir DIR] [--out bench/mosaic.json]
+Usage: ``python -m bench mosaic [--data-dir DIR] [--out FILE.json]
 [--draw /tmp/mosaic_largest.png]``. The real data (Kaggle layout) is read only here, never in tests.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.common import write_result
 from saltseg.data.images import read_image, read_mask
-from saltseg.io import write_json
 from saltseg.mosaic.assemble import AssemblyParams, assemble, is_blank
 from saltseg.mosaic.draw import draw_mosaic
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark, write the JSON, return its content."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("/work/shared/tgs"))
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
     parser.add_argument("--draw", type=Path, help="also draw the largest real mosaic (PNG)")
     parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic check")
     args = parser.parse_args(argv)
@@ -135,11 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_rss_mib": round(peak_rss_mib(), 1),
         **mosaic_stats(tiles, pairs),
         "params": AssemblyParams().__dict__,
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "load_average_1m_at_start": round(load_at_start, 2),
-        },
+        "load_average_1m_at_start": round(load_at_start, 2),
         "versions": versions(),
     }
     if args.draw:
@@ -151,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
         except ImportError as err:
             result["synthetic"] = {"skipped": str(err)}
     result["peak_rss_mib_with_synthetic"] = round(peak_rss_mib(), 1)
-    write_json(args.out, result)
+    write_result("mosaic", result, args.out, quiet=True)
     return result
 
 

@@ -1,6 +1,6 @@
 """Neighbour context and mosaic folds on real fold 0 (mosaic_context.json).
 
-Usage: python bench/mosaic_context.py --data-dir DATA --work DIR --model half128 \
+Usage: python -m bench mosaic_context --data-dir DATA --work DIR --model half128 \
     --variants depth_m0,mosaic_m0,mosaic_m13 --minutes 32 --threads 1 --out FILE
 
 Each variant trains the ablation's ``--model`` (bench/ablation_cpu.py) on fold 0 of 5 of depth
@@ -24,16 +24,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bench.ablation_cpu import run_variant, save, variants
+from bench.common import write_result
 from saltseg.data import kaggle
 from saltseg.data.folds import make_folds
 from saltseg.models.geometry import Geometry
 from saltseg.mosaic.context import Context
 from saltseg.mosaic.tables import read_table
 from saltseg.runtime.device import keep_freed_memory, resolve_runtime
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation_cpu import REPO, run_variant, save, variants  # noqa: E402
-from default_dag import machine  # noqa: E402
 
 TRUST_RATIO = 1.0  # mosaic.trust_ratio of config.yaml
 
@@ -63,7 +61,7 @@ def context(data_dir: str, work: Path, margin: int) -> Context:
     return Context.read(path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--work", required=True, help="folder for the layout and the windows")
@@ -71,8 +69,8 @@ def main() -> None:
     parser.add_argument("--variants", default="depth_m0,mosaic_m0,mosaic_m13")
     parser.add_argument("--minutes", type=float, default=32.0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(REPO / "bench" / "mosaic_context.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     work = Path(args.work)
@@ -83,8 +81,8 @@ def main() -> None:
     table = read_table(layout(args.data_dir, work)[0], ["id", "mosaic_id"]).set_index("id")
     mosaic = table.loc[tiles.ids, "mosaic_id"].to_numpy()
     lone = pd.Series(mosaic).map(table["mosaic_id"].value_counts()).to_numpy() == 1
-    out = Path(args.out)
-    result = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+    progress = work / "rows.json"  # rows so far: finished variants are skipped on a rerun
+    result = json.loads(progress.read_text()) if progress.is_file() else {"rows": []}
     done = {row["variant"] for row in result["rows"]}
     for name in args.variants.split(","):
         if name in done:
@@ -106,19 +104,22 @@ def main() -> None:
             model["pad_to"] = max(model.get("pad_to", resize), -(-window // 32) * 32)
             model["context"] = {"margin": margin}
         groups = {"in_mosaics": ~lone[in_val], "lone": lone[in_val]}
-        row = run_variant(f"{args.model}_{name}", params, train, val, blank, runtime, groups)
+        trained = work / "ablation"  # checkpoints
+        row = run_variant(
+            f"{args.model}_{name}", params, train, val, blank, runtime, groups, work=trained
+        )
         row |= {"variant": name, "n_val": len(val), "n_lone": int(lone[in_val].sum())}
         result["rows"].append(row)
         result.update(
             {
-                "command": f"python bench/mosaic_context.py --data-dir DATA --work DIR --model "
+                "command": f"python -m bench mosaic_context --data-dir DATA --work DIR --model "
                 f"{args.model} --variants {name} --minutes {args.minutes} --threads "
                 f"{args.threads} (variants side by side, rows merged)",
                 "trust_ratio": TRUST_RATIO,
-                "machine": machine(),
             }
         )
-        save(out, result, row)
+        save(progress, result, row)
+    write_result("mosaic_context", result, args.out, quiet=True)
 
 
 if __name__ == "__main__":

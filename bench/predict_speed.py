@@ -1,7 +1,7 @@
 """Prediction forwards/s of the `cpu` profile's network, by batch size, with and without the
 batch norms folded into their convolutions (predict_speed.json).
 
-Usage: python bench/predict_speed.py [--jobs 3,1] [--tiles 512] [--repeats 2]
+Usage: python -m bench predict_speed [--jobs 3,1] [--tiles 512] [--repeats 2]
 
 Each job is a separate single-thread process running saltseg's ``predict_probs`` with flip TTA
 on random tiles, after a warm-up batch of its size (oneDNN builds its kernels per shape), in the
@@ -18,11 +18,8 @@ import json
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import write_result  # noqa: E402  (bench/ is no package)
+from bench.common import REPO, write_result
 
 BATCHES = (16, 64, 256)
 JOB = """
@@ -56,13 +53,13 @@ def run_jobs(n: int, batch: int, fused: bool, tiles: int) -> list[float]:
     return [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", default="3,1", help="single-thread jobs side by side")
     parser.add_argument("--tiles", type=int, default=512, help="tiles per job (a multiple of 256)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--out", default=str(REPO / "bench" / "predict_speed.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     rows = []
     for n in map(int, args.jobs.split(",")):
         rounds: dict[tuple[int, bool], list[float]] = {}
@@ -83,12 +80,11 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     write_result(
-        args.out,
+        "predict_speed",
         {
-            "command": f"python bench/predict_speed.py --jobs {args.jobs} --tiles {args.tiles}"
-            f" --repeats {args.repeats}",
             "rows": rows,
         },
+        args.out,
     )
 
 

@@ -1,6 +1,6 @@
 """Training and inference images/s of every preset and of a plain smp U-Net baseline, same run.
 
-Usage: python bench/presets.py [--device auto|cpu|cuda] [--batch-size N] [--steps N] [--rounds N]
+Usage: python -m bench presets [--device auto|cpu|cuda] [--batch-size N] [--steps N] [--rounds N]
     [--warmup N] [--threads N] [--only NAME ...] [--[no-]plain] [--out PATH] [--quick]
     (needs ``pip install -e .[bench]``)
 Synthetic 101x101 batches, one device. Training: forward + loss (bce_dice, deep_supervision for
@@ -17,7 +17,7 @@ Each preset and its baseline are timed in turn, round after round, and each rate
 of the rounds. Baselines run under the same runtime as the presets (``ratio_to_baseline``, the
 strict comparison the goal is judged on) and, with ``--plain`` (default on CUDA), also plainly,
 in fp32 and NCHW as smp runs out of the box (``ratio_to_plain_baseline``: what a user gains by
-switching, runtime included). Default out: bench/presets_<dev>.json.
+switching, runtime included). Default out: bench/records/presets_<dev>-<date>.json.
 """
 
 from __future__ import annotations
@@ -26,15 +26,14 @@ import json
 import time
 from argparse import ArgumentParser, BooleanOptionalAction, Namespace
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import segmentation_models_pytorch as smp
 import torch
-from default_dag import REPO, machine
 from torch import nn
 
+from bench.common import write_result
 from saltseg.data.dataset import to_tensor
 from saltseg.inference.predict import predict_probs
 from saltseg.losses import build_loss
@@ -229,7 +228,7 @@ def ratios(row: dict[str, Any], base: dict[str, Any]) -> dict[str, float] | None
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--batch-size", type=int, help="default 16 on CPU, 64 on CUDA")
@@ -238,14 +237,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before round 1")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--only", nargs="+", choices=sorted(ARCHITECTURES), metavar="NAME")
-    parser.add_argument("--out", help="default bench/presets_<device type>.json")
+    parser.add_argument("--out", help="default: bench/records/presets_<device>-<date>.json")
     parser.add_argument(
         "--plain",
         action=BooleanOptionalAction,
         help="also time each baseline in fp32/NCHW, smp's default (default: on CUDA only)",
     )
     parser.add_argument("--quick", action="store_true", help="1 warmup, 1 step, 1 round, batch 2")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     runtime = resolve_runtime(args.device, "auto", "auto")
     if args.quick:
         args.warmup, args.steps, args.rounds, args.batch_size = 1, 1, 1, 2
@@ -299,12 +298,8 @@ def main() -> None:
             "segmentation_models_pytorch": version("segmentation-models-pytorch"),
         },
         "goal": GOAL,
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%d"),
     }
-    out = Path(args.out or REPO / "bench" / f"presets_{runtime.device.type}.json")
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(f"presets_{runtime.device.type}", result, args.out)
 
 
 if __name__ == "__main__":

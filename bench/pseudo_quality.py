@@ -1,6 +1,6 @@
 """How good are pseudo-labels from a teacher of the `cpu` profile's strength? (pseudo_quality.json)
 
-Usage: python bench/pseudo_quality.py --data-dir ../shared/tgs --variant base64_lovasz
+Usage: python -m bench pseudo_quality --data-dir ../shared/tgs --variant base64_lovasz
 
 Takes a model trained by bench/ablation_cpu.py on the train tiles of real fold 0, predicts fold
 0's tiles (which it never saw) and treats them as if they were test tiles: each pseudo-label
@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.ablation_cpu import variants
+from bench.common import REPO, write_result
 from saltseg.data import kaggle
 from saltseg.data.folds import make_folds
 from saltseg.inference.predict import predict_probs
@@ -26,19 +28,15 @@ from saltseg.models import build_model
 from saltseg.pseudo import select_confident, select_phalanx
 from saltseg.runtime.device import resolve_runtime
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation_cpu import variants  # noqa: E402  (bench/ is no package)
-from default_dag import write_result  # noqa: E402
 
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--variant", default="base64_lovasz")
+    parser.add_argument("--work", default=str(REPO / "results" / "ablation"), help="ablation_cpu's")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(REPO / "bench" / "pseudo_quality.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     tiles = kaggle.load_train(args.data_dir, 101)
     folds = make_folds(tiles.ids, kaggle.read_depths(args.data_dir, tiles.ids), 5, 0, "depth")
@@ -47,9 +45,7 @@ def main() -> None:
     if args.variant not in table:
         sys.exit(f"--variant: expected one of {', '.join(table)}, got {args.variant!r}")
     params = table[args.variant]
-    state = torch.load(
-        REPO / "results" / "ablation" / args.variant / "checkpoint.pt", weights_only=False
-    )
+    state = torch.load(Path(args.work) / args.variant / "checkpoint.pt", weights_only=False)
     model = build_model(params["arch"], 101, **params["model"])
     runtime = resolve_runtime("cpu", "false", "auto")
     probs = np.zeros(val.images.shape, np.float32)
@@ -68,14 +64,15 @@ def main() -> None:
     }.items():
         rows[name] = _describe(truth, labels, table["index"].to_numpy())
     write_result(
-        args.out,
+        "pseudo_quality",
         {
-            "command": f"python bench/pseudo_quality.py --data-dir DATA --variant {args.variant}",
+            "command": f"python -m bench pseudo_quality --data-dir DATA --variant {args.variant}",
             "teacher": params["lever"],
             "teacher_variant": args.variant,
             "n_tiles": len(val),
             "selections": rows,
         },
+        args.out,
     )
 
 

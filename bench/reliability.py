@@ -1,6 +1,6 @@
 """Run the reliability suite and count its cases per kind of failure; write bench/reliability.json.
 
-Usage: python bench/reliability.py [--full] [--out PATH]
+Usage: python -m bench reliability [--full] [--out PATH]
 
 Runs ``pytest`` (slow tests included) on tests/test_reliability.py, the bad-input cases of
 tests/test_kaggle_reader.py and tests/test_workflow.py, and tests/test_resume_kill.py, reads the
@@ -20,9 +20,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import write_result  # noqa: E402  (bench/ is not a package)
+from bench.common import REPO, write_result
 
 KINDS = ["corrupt inputs", "kills", "disk full", "invalidation", "user's files", "bad options"]
 PREFIXES = {  # tests/test_reliability.py names each test by the kind of failure it checks
@@ -96,11 +94,11 @@ def node_ids(table: dict) -> list[str]:
     return ids
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="add the full-DAG dry-run tests")
-    parser.add_argument("--out", default=str(REPO / "bench" / "reliability.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     table = {f: {**OTHERS.get(f, {}), **(FULL.get(f, {}) if args.full else {})} for f in OTHERS}
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
@@ -134,9 +132,8 @@ def main() -> None:
                 count["passed"] += 1
     total = {k: sum(c[k] for c in counts.values()) for k in ["cases", "passed", "failed"]}
     write_result(
-        args.out,
+        "reliability",
         {
-            "command": " ".join(["python", "bench/reliability.py", *sys.argv[1:]]),
             "pytest": " ".join(["pytest", *command[3:]]),
             "pytest_exit_status": run.returncode,
             "wall_seconds": round(wall, 1),
@@ -145,6 +142,7 @@ def main() -> None:
             "failures": failures,
             "not_counted": outside,
         },
+        args.out,
     )
     sys.exit(0 if run.returncode == 0 else 1)
 

@@ -1,6 +1,6 @@
 """Stitched prediction on a fresh synthetic section vs. the ensemble's per-tile OOF score.
 
-Usage (after a default run): python bench/section_quality.py [--models results/stage1] [--seed 2026]
+Usage (after a default run): python -m bench section_quality [--models results/stage1] [--seed 2026]
 Draws a section the models never saw, predicts it with ``predict_section`` (overlapping tiles,
 Hann blending), then scores the stitched mask against the true mask: pixel IoU over the section
 and the competition metric on the section's own 101x101 grid, next to the OOF metric at the same
@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from default_dag import REPO, write_result
 
+from bench.common import REPO, write_result
 from saltseg.data.synthetic import draw_section
 from saltseg.metrics import competition_metric
 from saltseg.sections import predict_section
@@ -30,12 +30,12 @@ def grid_tiles(array: np.ndarray, tile: int = 101) -> np.ndarray:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=str(REPO / "results/stage1"))
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--out", default=str(REPO / "bench/section_quality.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     image, truth = draw_section(np.random.default_rng(args.seed), 4, 6)
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "section.npy", image.astype(np.float32))
@@ -44,7 +44,7 @@ def main() -> None:
     truth = truth.astype(bool)
     cv = json.loads((Path(args.models) / "ensemble" / "cv.json").read_text())
     write_result(
-        args.out,
+        "section_quality",
         {
             "section_shape": list(image.shape),
             "seed": args.seed,
@@ -57,6 +57,7 @@ def main() -> None:
             "ensemble_oof_metric_tuned": cv["metric_tuned"],
             "tiles_per_s": run["tiles_per_s"],
         },
+        args.out,
     )
 
 

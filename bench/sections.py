@@ -1,6 +1,6 @@
 """Whole-section prediction on CPU: throughput, and stitched vs per-tile quality.
 
-Usage: python bench/sections.py [--threads 2] [--models results/stage1] [--out FILE.json]
+Usage: python -m bench sections [--threads 2] [--models results/stage1] [--out FILE.json]
 Throughput (best of two runs): ``predict_section`` on a synthetic 606x808 section (stride 50, TTA
 none+hflip) with one randomly initialised model of the test size and of the default config's size
 (an ensemble costs this times its model.pt files x snapshots). Quality, when ``--models`` holds
@@ -12,7 +12,6 @@ overlapping tiles of the uint8 section, and through ``predict_section`` (percent
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import tempfile
@@ -21,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from default_dag import machine
 
+from bench.common import REPO, write_result
 from saltseg.data.synthetic import draw_section
 from saltseg.metrics import competition_metric
 from saltseg.models import build_model
@@ -30,7 +29,6 @@ from saltseg.runtime.device import resolve_runtime
 from saltseg.sections import predict_section, stitch
 from saltseg.sections.predict import Ensemble, resolve_threshold
 
-REPO = Path(__file__).resolve().parents[1]
 SIZES = {
     "test_size": {
         "encoder_name": "resnet10t",
@@ -125,12 +123,12 @@ def quality(models: Path, work: Path, runtime) -> dict:
     return result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default=str(REPO / "results" / "stage1"))
-    parser.add_argument("--out", default=str(REPO / "bench" / "sections_cpu.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     runtime = resolve_runtime("cpu", "false", "false")
     load = os.getloadavg()[0]
@@ -145,10 +143,8 @@ def main() -> None:
         if any(Path(args.models).rglob("model.pt")):
             result["quality"] = quality(Path(args.models), Path(tmp), runtime)
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    result["machine"] = machine()
     result["date"] = time.strftime("%Y-%m-%d")
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("sections", result, args.out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Startup seconds of each `saltseg` subcommand: what a job imports before it works (startup.json).
 
-Usage: python bench/startup.py [--repeats 3]
+Usage: python -m bench startup [--repeats 3]
 
 For every subcommand, a fresh interpreter imports what that subcommand imports (the CLI, then the
 step it runs) and reports the seconds and whether torch, timm or albumentations came with it.
@@ -14,11 +14,8 @@ import argparse
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_dag import write_result  # noqa: E402  (bench/ is no package)
+from bench.common import REPO, write_result
 
 #: subcommand -> the import statement its code path runs after the CLI module
 IMPORTS = {
@@ -47,11 +44,11 @@ print(seconds, ",".join(heavy))
 """
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(REPO / "bench" / "startup.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
     rows = {}
     for command, statement in IMPORTS.items():
         runs, heavy = [], ""
@@ -71,8 +68,9 @@ def main() -> None:
         }
         print(command, rows[command], flush=True)
     write_result(
+        "startup",
+        {"repeats": args.repeats, "subcommands": rows},
         args.out,
-        {"command": f"python bench/startup.py --repeats {args.repeats}", "subcommands": rows},
     )
 
 

@@ -1,25 +1,19 @@
 """bench/gpu_fast.py, the collector of the GPU bench, on a hand-made results folder: the
 extrapolation to all test tiles, the busy share and the train speed, checked by hand."""
 
-import importlib.util
-import sys
+import importlib
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def gpu_fast():
-    sys.path.insert(0, str(BENCH))  # its helper module sits beside it
-    try:
-        spec = importlib.util.spec_from_file_location("gpu_fast", BENCH / "gpu_fast.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCH))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(REPO))  # bench/ is a package at the repository root
+        yield importlib.import_module("bench.gpu_fast")
 
 
 def benchmark(path: Path, seconds: float) -> None:

@@ -1,0 +1,154 @@
+"""The benchmarks' shared helpers: machine and commit, a speed probe, rule seconds, and
+:func:`write_result`, which writes one shared header and never overwrites a result.
+
+A result is ``{"bench", "date", "commit", "machine", ["speed_probe",] "command", ...payload}``,
+written once to ``bench/records/<bench>-<YYYY-MM-DD>.json`` (``-2``, ``-3``, ... when that day
+already has one) or to an explicit ``--out`` path that must not exist yet. Results are cited by
+name in docs/, so a file, once written, is never rewritten: a rerun makes a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "records"  # not results/: .gitignore ignores every results/
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo ("unknown" elsewhere)."""
+    info = Path("/proc/cpuinfo")
+    for line in info.read_text().splitlines() if info.is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def machine() -> dict:
+    """The machine and library versions a number was measured with."""
+    import torch
+
+    from saltseg.runtime.device import cpu_has_amx
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu": cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2 / AVX512: speed differs
+        "cpu_amx": cpu_has_amx(),  # bf16 matrix tiles: amp auto turns bf16 on
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "versions": {p: _version(p) for p in ["torch", "timm", "snakemake", "numpy", "saltseg"]},
+    }
+
+
+def commit(cwd: str | Path = REPO) -> str | None:
+    """The checked-out commit of ``cwd``, with ``-dirty`` when tracked files differ from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True).stdout
+
+    head = git("rev-parse", "--short", "HEAD").strip()
+    if not head:
+        return None
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def speed_probe(steps: int = 40) -> dict:
+    """How fast this machine trains now: cpu_speed's ``bs16`` rate on 2 threads (about 20 s),
+    and its ratio to the rate in bench/cpu_speed.json (below 1: slower than on that day)."""
+    import torch
+
+    from bench.cpu_speed import SETTINGS, time_setting
+
+    torch.set_num_threads(2)
+    rate = time_setting(SETTINGS["bs16"], steps)["train_images_per_s"]
+    recorded = json.loads((REPO / "bench" / "cpu_speed.json").read_text())
+    reference = recorded["settings"]["bs16"]["train_images_per_s"]
+    return {
+        "train_images_per_s": rate,
+        "of_cpu_speed_json": round(rate / reference, 2),
+        "cpu_speed_json_date": recorded["date"],
+    }
+
+
+def rule_seconds(benchmarks: Path) -> dict[str, float]:
+    """Seconds per rule, summed over its jobs' Snakemake benchmark files."""
+    import pandas as pd
+
+    rules: dict[str, float] = {}
+    for tsv in Path(benchmarks).rglob("*.tsv"):
+        rule = tsv.parent.name
+        rules[rule] = rules.get(rule, 0.0) + float(pd.read_csv(tsv, sep="\t")["s"].sum())
+    return {k: round(v, 1) for k, v in sorted(rules.items())}
+
+
+def result_path(bench: str, results: Path = RESULTS, date: str | None = None) -> Path:
+    """The first free ``<results>/<bench>-<date>[-N].json`` (N = 2, 3, ...)."""
+    stem = f"{bench}-{date or time.strftime('%Y-%m-%d')}"
+    path, n = results / f"{stem}.json", 1
+    while path.exists():
+        n += 1
+        path = results / f"{stem}-{n}.json"
+    return path
+
+
+def command_line(bench: str, argv: list[str] | None = None) -> str:
+    """``python -m bench NAME ARGS``: how the result was made (``argv``: the bench's arguments)."""
+    return shlex.join(["python", "-m", "bench", bench, *(sys.argv[1:] if argv is None else argv)])
+
+
+def write_result(
+    bench: str,
+    payload: dict,
+    out: str | Path | None = None,
+    *,
+    command: str | None = None,
+    speed: dict | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Write ``payload`` under the shared header to ``out`` (default :func:`result_path`), print
+    it, and return the path. Refuses (FileExistsError) to overwrite a file: results are immutable.
+
+    A ``"command"`` key of ``payload`` (a command line with private paths replaced) wins over
+    ``command``, which defaults to :func:`command_line`; ``speed`` is a :func:`speed_probe`.
+    """
+    payload = dict(payload)
+    header = {
+        "bench": bench,
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": commit(),
+        "machine": machine(),
+    }
+    if speed is not None:
+        header["speed_probe"] = speed
+    header["command"] = payload.pop("command", None) or command or command_line(bench)
+    result = {**header, **payload}
+    path = Path(out) if out else result_path(bench)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2) + "\n"
+    try:
+        with open(path, "x") as f:  # "x": fails when the file exists
+            f.write(text)
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists; bench results are never overwritten") from None
+    if not quiet:
+        print(text, end="")
+    print(f"wrote {path}", file=sys.stderr)
+    return path
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
