@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from bench.common import REPO, write_result
 from saltseg.data import kaggle
@@ -36,32 +37,8 @@ from saltseg.models import build_model
 from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 from saltseg.training.loop import fit
 
-FLIP = [{"name": "HorizontalFlip", "p": 0.5}]
-WIDE = [128, 64, 32, 16, 16]
-R10 = {"encoder_name": "resnet10t", "pretrained": "none", "decoder_channels": [64, 32, 16, 8, 8]}
-BS32_LRS = (0.004, 0.0013)  # both phases' learning rates x4/3 for batch 32
-ADAMW = {"optimizer": "adamw", "weight_decay": 0.01}
-HALF = {"channels": [32, 64, 128, 256], "stem_width": 16}  # resnet10t at half width
-THREE_EIGHTHS = {"channels": [24, 48, 96, 192], "stem_width": 12}  # and at 3/8 width
-#: the cpu profile's decoder: deep supervision (with its empty head), scSE, a hypercolumn fuse
-DS_HC_SCSE = {
-    "deep_supervision": True,
-    "attention": "scse",
-    "hypercolumn": True,
-    "hypercolumn_channels": 16,
-}
-SHIFT_SCALE = [  # a moderate version of the seed's list: small shifts and zooms, mild brightness
-    *FLIP,
-    {
-        "name": "Affine",
-        "translate_percent": [-0.1, 0.1],
-        "scale": [0.9, 1.2],
-        "rotate": 0,
-        "border_mode": 4,
-        "p": 0.5,
-    },
-    {"name": "RandomBrightnessContrast", "brightness_limit": 0.1, "contrast_limit": 0.1, "p": 0.3},
-]
+EXPERIMENTS = Path(__file__).with_name("experiments") / "ablation_cpu.yaml"  # the ladder
+DEFAULTS = yaml.safe_load(EXPERIMENTS.read_text())["defaults"]
 
 
 def phase(minutes: float, **kw) -> dict:
@@ -83,13 +60,14 @@ def in_fold0(data_dir: str, tiles: kaggle.Tiles) -> np.ndarray:
     return folds.set_index("id")["fold"].loc[tiles.ids].to_numpy() == 0
 
 
-def unet(lever: str, phases: list[dict], augment: list[dict] = FLIP, **model) -> dict:
-    """A variant: the resnet10t U-Net with ``model`` overrides, flips, validated at phase ends."""
+def unet(lever: str, phases: list[dict], augment: list[dict] | None = None, **model) -> dict:
+    """A variant: the resnet10t U-Net with ``model`` overrides, flips (or ``augment``),
+    validated at phase ends."""
     return {
         "lever": lever,
         "arch": "unet",
-        "model": {**R10, **model},
-        "augment": augment,
+        "model": {**DEFAULTS["model"], **model},
+        "augment": DEFAULTS["augment"] if augment is None else augment,
         "val_every": 1000,
         "phases": phases,
     }
@@ -148,257 +126,50 @@ def concat(a: kaggle.Tiles, b: kaggle.Tiles) -> kaggle.Tiles:
     )
 
 
-def variants(budget: float) -> dict[str, dict]:
-    """The ladder: each variant changes one lever of ``base64`` or of the one before it.
+def half(
+    lever: str,
+    budget: float,
+    size: int,
+    encoder_args: dict | None = None,
+    empty_weight: float = 0.05,
+    side_weight: float = 0.1,
+    model: dict | None = None,
+    amp: str | None = None,
+    **kw,
+) -> dict:
+    """The cpu profile's net (deep supervision, scSE, hypercolumn; resnet10t at half width unless
+    ``encoder_args``) on ``size`` px tiles.
 
-    ``pad128`` tests resolution against ``base64``; the levers after it build on the winner.
+    128 is full resolution (reflect-padded), smaller sizes resize; ``empty_weight`` and
+    ``side_weight`` weigh the deep supervision's empty heads and side outputs; ``model``
+    overrides model settings; ``amp`` (``true``/``false``) fixes the variant's precision
+    instead of the run's; ``kw`` goes to :func:`two_phases`.
     """
-    at64 = {"resize_to": 64, "pad_to": 64}
-    empty = {"empty_weight": 0.05}
+    geometry = {"pad_to": 128} if size == 128 else {"resize_to": size, "pad_to": size}
+    phases = two_phases(budget, side_weight=side_weight, empty_weight=empty_weight, **kw)
+    encoder_args = encoder_args or DEFAULTS["half_encoder"]
+    settings = {**geometry, "encoder_args": encoder_args, **DEFAULTS["ds_hc_scse"], **(model or {})}
+    variant = unet(lever, phases, **settings)
+    return variant if amp is None else {**variant, "amp": amp}
 
-    def half(
-        lever: str,
-        size: int,
-        encoder_args: dict = HALF,
-        empty_weight: float = 0.05,
-        side_weight: float = 0.1,
-        model: dict | None = None,
-        amp: str | None = None,
-        **kw,
-    ) -> dict:
-        """The cpu profile's net (``DS_HC_SCSE``, resnet10t at half width) on ``size`` px tiles.
 
-        128 is full resolution (reflect-padded), smaller sizes resize; ``empty_weight`` and
-        ``side_weight`` weigh the deep supervision's empty heads and side outputs; ``model``
-        overrides model settings; ``amp`` (``true``/``false``) fixes the variant's precision
-        instead of the run's; ``kw`` goes to :func:`two_phases`.
-        """
-        geometry = {"pad_to": 128} if size == 128 else {"resize_to": size, "pad_to": size}
-        phases = two_phases(budget, side_weight=side_weight, empty_weight=empty_weight, **kw)
-        settings = {**geometry, "encoder_args": encoder_args, **DS_HC_SCSE, **(model or {})}
-        variant = unet(lever, phases, **settings)
-        return variant if amp is None else {**variant, "amp": amp}
+def variant(spec: dict, budget: float) -> dict:
+    """One variant of bench/experiments/ablation_cpu.yaml (its header says how to read it)."""
+    if "half" in spec:
+        params = half(spec["lever"], budget, **spec["half"])
+    else:
+        phases = spec["phases"]
+        phases = [phase(budget)] if phases == "one" else two_phases(budget, **phases)
+        params = unet(spec["lever"], phases, spec.get("augment"), **spec.get("model", {}))
+    if "self_trained" in spec:
+        params = self_trained(params, spec["lever"], budget, **spec["self_trained"])
+    return params
 
-    return {  # base64: the cpu profile's stage-1 model before this ablation
-        "base64": unet("resnet10t U-Net, 101 resized to 64, BCE+Dice", [phase(budget)], **at64),
-        "pad128": unet("full resolution: 101 reflect-padded to 128", [phase(budget)], pad_to=128),
-        "base64_lovasz": unet(
-            "+ Lovasz hinge (symmetric) phase, last 30% of the budget",
-            two_phases(budget),
-            **at64,
-        ),
-        "base64_lovasz_ema": unet(
-            "+ EMA of the weights (decay 0.99)", two_phases(budget, ema=0.99), **at64
-        ),
-        "base64_lovasz_empty": unet(
-            "+ empty-tile head (BCE weight 0.05), no EMA",
-            two_phases(budget, **empty),
-            **at64,
-            empty_head=True,
-        ),
-        "pad128_lovasz_empty": unet(
-            "full resolution with Lovasz and the empty head (for longer budgets)",
-            two_phases(budget, **empty),
-            pad_to=128,
-            empty_head=True,
-        ),
-        "wide": unet(
-            "+ decoder twice as wide (128, 64, 32, 16, 16): as fast on 2 cores",
-            two_phases(budget, **empty),
-            **at64,
-            empty_head=True,
-            decoder_channels=WIDE,
-        ),
-        "wide_bs32": unet(
-            "+ batch 32, learning rates x4/3 (13% more images per second)",
-            two_phases(budget, lrs=BS32_LRS, batch_size=32, **empty),
-            **at64,
-            empty_head=True,
-            decoder_channels=WIDE,
-        ),
-        "aug64": unet(
-            "+ shifts, zooms and brightness (batch augmentation) on base64_lovasz_empty",
-            two_phases(budget, **empty),
-            SHIFT_SCALE,
-            **at64,
-            empty_head=True,
-        ),
-        "half128": unet(
-            "full resolution (pad 128) with resnet10t at half width: 0.8x base64's speed",
-            two_phases(budget, **empty),
-            pad_to=128,
-            empty_head=True,
-            encoder_args=HALF,
-        ),
-        "half128_aug": unet(
-            "half128 with the shifts, zooms and brightness of aug64",
-            two_phases(budget, **empty),
-            SHIFT_SCALE,
-            pad_to=128,
-            empty_head=True,
-            encoder_args=HALF,
-        ),
-        "ds64": unet(
-            "+ deep supervision: the phase loss on each decoder stage (weight 0.1, salt tiles)",
-            two_phases(budget, side_weight=0.1, **empty),
-            **at64,
-            deep_supervision=True,
-        ),
-        "hc_scse64": unet(
-            "+ the winners' decoder: scSE after each block, hypercolumn fuse (16 channels)",
-            two_phases(budget, **empty),
-            **at64,
-            empty_head=True,
-            attention="scse",
-            hypercolumn=True,
-            hypercolumn_channels=16,
-        ),
-        "ds_hc_scse64": unet(
-            "+ deep supervision, scSE and hypercolumn together",
-            two_phases(budget, side_weight=0.1, **empty),
-            **at64,
-            **DS_HC_SCSE,
-        ),
-        "ds_hc_scse_half128": half(
-            "ds_hc_scse64 at full resolution (pad 128) with resnet10t at half width", 128
-        ),
-        "ds_hc_scse_half96": half(
-            "ds_hc_scse_half128 on tiles resized to 96 (0.56x the pixels)", 96
-        ),
-        "ds_hc_scse_half64": half(
-            "ds_hc_scse_half128 on tiles resized to 64: half width without full resolution", 64
-        ),
-        "ds_hc_scse_half64_snap2": half(
-            "ds_hc_scse_half64 with two Lovasz cycles, both snapshots averaged",
-            64,
-            lovasz_snapshots=2,
-        ),
-        "ds_hc_scse_half64_adamw": half(
-            "ds_hc_scse_half64 with AdamW, decoupled weight decay 0.01", 64, **ADAMW
-        ),
-        "ds_hc_scse_half64_sgd": half(
-            "ds_hc_scse_half64 with SGD (Nesterov 0.9, weight decay 1e-4) at lr 0.03, then 0.01",
-            64,
-            lrs=(0.03, 0.01),
-            optimizer="sgd",
-            weight_decay=1e-4,
-        ),
-        "ds_hc_scse_half64_bs8": half(
-            "ds_hc_scse_half64 at batch 8, learning rates x0.7",
-            64,
-            lrs=(0.0021, 0.0007),
-            batch_size=8,
-        ),
-        "ds_hc_scse_half64_empty02": half(
-            "ds_hc_scse_half64 with the empty heads' BCE at weight 0.2 (was 0.05)",
-            64,
-            empty_weight=0.2,
-        ),
-        "ds_hc_scse_half64_soft": self_trained(
-            half("", 64),
-            "ds_hc_scse_half64 with soft pseudo-labels: BCE+Dice 14 min on train; its flip-TTA "
-            "probabilities on 4000 test tiles; 8.4 min on train + those; Lovasz 9.6 min on train",
-            budget,
-        ),
-        "ds_hc_scse_half64_lr5": half(
-            "ds_hc_scse_half64 with BCE+Dice at lr 0.005 (was 0.003)", 64, lrs=(0.005, 0.001)
-        ),
-        "ds_hc_scse_half128_lovasz50": half(
-            "ds_hc_scse_half128 with the Lovasz phase half the budget (was 30%)",
-            128,
-            lovasz_share=0.5,
-        ),
-        "ds_hc_scse_half128_cumsum": half(
-            "ds_hc_scse_half128 with a cumsum channel (centred amplitude summed down each trace)",
-            128,
-            model={"input_features": ["cumsum"]},
-        ),
-        "ds_hc_scse_half128_depth": half(
-            "ds_hc_scse_half128 with a depth channel (row position, CoordConv)",
-            128,
-            model={"input_features": ["depth"]},
-        ),
-        "ds_hc_scse_half128_side03": half(
-            "ds_hc_scse_half128 with the side outputs at weight 0.3 (was 0.1)", 128, side_weight=0.3
-        ),
-        "ds_hc_scse_half128_side05": half(
-            "ds_hc_scse_half128 with the side outputs at weight 0.5 (was 0.1)", 128, side_weight=0.5
-        ),
-        "ds_hc_scse_half128_side03_lr5": half(
-            "ds_hc_scse_half128_side03 with BCE+Dice at lr 0.005 (was 0.003)",
-            128,
-            side_weight=0.3,
-            lrs=(0.005, 0.001),
-        ),
-        "ds_hc_scse_half128_side03_lovasz_elu": half(
-            "ds_hc_scse_half128_side03 with the Lovasz hinge on elu+1 (was symmetric)",
-            128,
-            side_weight=0.3,
-            lovasz_loss="lovasz_elu",
-        ),
-        "ds_hc_scse_half128_side03_lovasz_elu40": half(
-            "ds_hc_scse_half128_side03_lovasz_elu with the Lovasz phase at 40% (was 30%)",
-            128,
-            side_weight=0.3,
-            lovasz_loss="lovasz_elu",
-            lovasz_share=0.4,
-        ),
-        "ds_hc_scse_half128_side03_lovasz_elu_crop96": half(
-            "ds_hc_scse_half128_side03_lovasz_elu trained on random 96 px windows (1.5x img/s)",
-            128,
-            side_weight=0.3,
-            lovasz_loss="lovasz_elu",
-            crops=(96, 96),
-        ),
-        "ds_hc_scse_half128_side03_lovasz_elu_crop96bce": half(
-            "ds_hc_scse_half128_side03_lovasz_elu with BCE+Dice on 96 px windows, Lovasz on tiles",
-            128,
-            side_weight=0.3,
-            lovasz_loss="lovasz_elu",
-            crops=(96, None),
-        ),
-        "ds_hc_scse_half128_side03_lovasz_elu_bf16": half(
-            "ds_hc_scse_half128_side03_lovasz_elu in bf16 autocast (faster on AMX CPUs only)",
-            128,
-            side_weight=0.3,
-            lovasz_loss="lovasz_elu",
-            amp="true",
-        ),
-        "ds_hc_scse_half128_side03_lovasz_elu_crop96bce_bf16": half(
-            "ds_hc_scse_half128_side03_lovasz_elu_crop96bce in bf16 autocast",
-            128,
-            side_weight=0.3,
-            lovasz_loss="lovasz_elu",
-            crops=(96, None),
-            amp="true",
-        ),
-        "ds_hc_scse_half128_hc32": half(
-            "ds_hc_scse_half128 with a hypercolumn fuse of 32 channels (was 16)",
-            128,
-            model={"hypercolumn_channels": 32},
-        ),
-        "ds_hc_scse_3eighths128": half(
-            "ds_hc_scse_half128 with resnet10t at 3/8 width (24, 48, 96, 192): more epochs",
-            128,
-            encoder_args=THREE_EIGHTHS,
-        ),
-        "ds_hc_scse_half128_bs32": half(
-            "ds_hc_scse_half128 at batch 32, learning rates x4/3", 128, lrs=BS32_LRS, batch_size=32
-        ),
-        "ds_hc_scse64_wide": unet(
-            "ds_hc_scse64 with the decoder twice as wide (128, 64, 32, 16, 16)",
-            two_phases(budget, side_weight=0.1, **empty),
-            **at64,
-            decoder_channels=WIDE,
-            **DS_HC_SCSE,
-        ),
-        "base64_lovasz_ema_empty": unet(
-            "+ EMA and the empty-tile head together",
-            two_phases(budget, ema=0.99, **empty),
-            **at64,
-            empty_head=True,
-        ),
-    }
+
+def variants(budget: float) -> dict[str, dict]:
+    """The ladder of bench/experiments/ablation_cpu.yaml at ``budget`` minutes per variant."""
+    table = yaml.safe_load(EXPERIMENTS.read_text())["variants"]
+    return {name: variant(spec, budget) for name, spec in table.items()}
 
 
 def score(truth: np.ndarray, blank: np.ndarray, probs: np.ndarray) -> dict:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from bench.common import write_result
 from saltseg.inference.predict import predict_probs
@@ -23,39 +25,11 @@ from saltseg.models import build_model
 from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 from saltseg.training.loop import train_step
 
-MODEL = {
-    "encoder_name": "resnet10t",
-    "pretrained": "none",
-    "decoder_channels": [64, 32, 16, 8, 8],
-    "resize_to": 64,
-    "pad_to": 64,
-}
-CPU_PROFILE = {  # workflow/profiles/cpu/recipe.yaml's network, at full resolution
-    "resize_to": None,
-    "pad_to": 128,
-    "encoder_args": {"channels": [32, 64, 128, 256], "stem_width": 16},
-    "deep_supervision": True,
-    "attention": "scse",
-    "hypercolumn": True,
-    "hypercolumn_channels": 16,
-}
-SETTINGS = {
-    "bs16": {"batch_size": 16},
-    "bs32": {"batch_size": 32},
-    "bs64": {"batch_size": 64},
-    "bs32_nchw": {"batch_size": 32, "channels_last": "false"},
-    "bs32_bf16": {"batch_size": 32, "amp": "true"},
-    "bs32_compile": {"batch_size": 32, "compile": True},
-    "pad128_bs16": {"batch_size": 16, "model": {"resize_to": None, "pad_to": 128}},
-    "cpu_profile_bs16": {"batch_size": 16, "model": CPU_PROFILE},
-    "cpu_profile_bs16_bf16": {"batch_size": 16, "model": CPU_PROFILE, "amp": "true"},
-    "cpu_profile_bs16_bf16_compile": {
-        "batch_size": 16,
-        "model": CPU_PROFILE,
-        "amp": "true",
-        "compile": True,
-    },
-}
+EXPERIMENTS = yaml.safe_load(
+    (Path(__file__).with_name("experiments") / "cpu_speed.yaml").read_text()
+)
+MODEL = EXPERIMENTS["model"]
+SETTINGS = EXPERIMENTS["settings"]
 
 
 def time_setting(setting: dict, steps: int, warmup: int = 5) -> dict:
