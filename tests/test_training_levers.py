@@ -29,9 +29,8 @@ from saltseg.metrics import (
 from saltseg.models import build_model
 from saltseg.probs import Cut, binarize
 from saltseg.runtime.device import resolve_runtime
-from saltseg.steps.fold_models import predict_forwards
-from saltseg.training import loop
-from saltseg.training.optim import budget_epochs, slot_minutes
+from saltseg.training import budget, loop
+from saltseg.training.budget import budget_epochs, predict_forwards, slot_minutes
 
 
 @pytest.mark.parametrize(
@@ -60,7 +59,7 @@ def test_a_budget_phase_sizes_its_cosine_after_the_first_epoch(tmp_path, monkeyp
         costs.append((done, pace))
         return 4
 
-    monkeypatch.setattr(loop, "budget_epochs", sized)
+    monkeypatch.setattr(budget, "budget_epochs", sized)
     result = run_fit(params(minutes=5, schedule="cosine", snapshots=2, epochs=1), tmp_path)
     history = result["history"]
     assert [row["epoch"] for row in history] == [0, 1, 2, 3]
@@ -147,12 +146,11 @@ def test_a_slot_budget_times_the_prediction_at_the_validation_pace(tmp_path, mon
     assert spent + 480 * 2.0 / 8 == 5 * 60
 
 
-def test_the_prediction_passes_count_val_and_test_tiles_tta_and_snapshots(tmp_path):
-    (tmp_path / "sample_submission.csv").write_text("id,rle_mask\na,\nb,\nc,\nd,\ne,\n")
+def test_the_prediction_passes_count_val_and_test_tiles_tta_and_snapshots():
     phases = [{"minutes": 2}, {"minutes": 1, "snapshots": 2}]
     slot = {"slot_minutes": 5, "phases": phases}
-    assert predict_forwards(str(tmp_path), slot, 3, ("none", "hflip")) == (3 + 5) * 2 * 2
-    assert predict_forwards(str(tmp_path), {"phases": phases}, 3, ("none",)) == 0  # no slot
+    assert predict_forwards(slot, 3, 5, ("none", "hflip")) == (3 + 5) * 2 * 2
+    assert predict_forwards({"phases": phases}, 3, 5, ("none",)) == 0  # no slot
 
 
 def test_validation_runs_every_n_epochs_and_at_the_end(tmp_path):
@@ -291,7 +289,7 @@ def test_bucket_scores_by_hand():
 def test_a_budget_run_resumes_with_the_epochs_it_measured(tmp_path, monkeypatch):
     sized = []
     monkeypatch.setattr(
-        loop, "budget_epochs", lambda phase, done, spent, pace: sized.append((done, spent)) or 3
+        budget, "budget_epochs", lambda phase, done, spent, pace: sized.append((done, spent)) or 3
     )
     p = params(minutes=5, schedule="cosine", snapshots=1)
     straight = run_fit(p, tmp_path / "straight")

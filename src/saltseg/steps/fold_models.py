@@ -22,6 +22,7 @@ from saltseg.mosaic.context import Context
 from saltseg.pseudo import read_pseudo
 from saltseg.runtime.device import Runtime
 from saltseg.steps.fold_split import split
+from saltseg.training.budget import predict_forwards
 from saltseg.training.loop import fit
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def train(
     model = build_model(params["arch"], tile, **params["model"])
     write_json(out / "params.json", {**params, "fold": fold, "seed": seed, "tile": tile})
     start = time.perf_counter()
-    forwards = predict_forwards(data_dir, params, len(val_tiles), predict_tta)
+    n_test = len(kaggle.test_ids(data_dir)) if params.get("slot_minutes") else 0
+    forwards = predict_forwards(params, len(val_tiles), n_test, predict_tta)
     result = fit(
         model,
         params,
@@ -115,17 +117,6 @@ def train(
     with atomic_path(out / "model.pt") as tmp:
         torch.save({**bundle, "snapshots": result["snapshots"]}, tmp)
     (out / "checkpoint.pt").unlink(missing_ok=True)
-
-
-def predict_forwards(
-    data_dir: str, params: dict[str, Any], n_val: int, tta: tuple[str, ...]
-) -> int:
-    """Forward passes of the fold's prediction (0 for a model without ``slot_minutes``): its
-    validation and test tiles, once per TTA and per snapshot kept."""
-    if not params.get("slot_minutes"):
-        return 0
-    snapshots = max(1, sum(phase.get("snapshots", 0) for phase in params["phases"]))
-    return (n_val + len(kaggle.test_ids(data_dir))) * len(tta) * snapshots
 
 
 def context_for(model: dict[str, Any], path: str | None) -> Context | None:

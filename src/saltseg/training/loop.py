@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,14 +27,13 @@ from saltseg.losses import build_loss
 from saltseg.metrics import competition_metric
 from saltseg.runtime.device import Runtime
 from saltseg.training import checkpoint
+from saltseg.training.budget import phase_minutes, size_phase
 from saltseg.training.graphed import GraphedStep, capture_blocker
 from saltseg.training.optim import (
-    budget_epochs,
     build_optimizer,
     build_schedule,
     cycle_epochs,
     hold_lr_in_tensors,
-    slot_minutes,
     takes_snapshot,
 )
 
@@ -82,118 +82,218 @@ def fit(
         weights at the end of each cosine cycle of phases with ``snapshots > 0``, or the final
         weights when no phase takes any (the averaged weights in phases with ``ema``).
     """
-    path = Path(work_dir) / "checkpoint.pt"
     sources = train if isinstance(train, dict) else {"train": train}
-    sizes = {name: len(tiles) for name, tiles in sorted(sources.items())}
-    shapes = [[name, list(t.shape)] for name, t in model.state_dict().items()]
-    key = checkpoint.params_key(
-        {"params": params, "seed": seed, "n_train": sizes, "weights": shapes}
-    )  # a checkpoint of another run, or of a network that code changes reshaped, is not resumed
-    model.to(runtime.device)
-    if runtime.channels_last:
-        model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if runtime.compile else model
-    state = checkpoint.load(path, key) or {"phase": 0, "epoch": 0, "snapshots": [], "history": []}
-    if state["phase"] or state["epoch"]:
-        model.load_state_dict(state["model"])
-        torch.set_rng_state(state["rng"])
-        log.info("resuming at phase %d epoch %d from %s", state["phase"], state["epoch"], path)
+    run = _Run(
+        model=model,
+        forward=_placed(model, runtime),
+        params=params,
+        val=val,
+        runtime=runtime,
+        path=Path(work_dir) / "checkpoint.pt",
+        key=_run_key(model, params, sources, seed),
+        seed=seed,
+        predict_forwards=predict_forwards,
+        predict_batch_size=predict_batch_size,
+    )
+    state = _resumed(run)
     augment, batch_augment = _augmentations(params)
-    tile = model.geometry.tile  # masks given as context windows are cut to it for the loss
-    val_every = params.get("val_every", 1)
-    for p, phase in enumerate(params["phases"]):
+    for p, spec in enumerate(params["phases"]):
         if p < state["phase"]:
             continue
-        resuming = p == state["phase"] and state["epoch"] > 0
-        data = phase.get("data", "train")
+        data = spec.get("data", "train")
         if data not in sources:
             raise InputError(f"phase {p}", f"data: expected one of {sorted(sources)}, got {data!r}")
-        dataset = TileDataset(sources[data].images, sources[data].masks, augment)
-        if not len(dataset):
+        if not len(sources[data]):
             log.warning("phase %d: no %s tiles (no confident pseudo-labels?), skipped", p, data)
             continue
-        phase = dict(phase)
-        if phase.get("crop"):
-            model.geometry.check_window(phase["crop"], f"phase {p} crop")
-        if "minutes" in phase:  # sized by its epochs, the size kept for a resume
-            phase["epochs"] = state.get("phase_epochs") if resuming else None
-        loss_fn = build_loss(
-            phase["loss"], phase.get("empty_weight", 0.0), phase.get("side_weight", 0.0)
+        phase = _start_phase(
+            run, p, spec, state, sources[data], augment, batch_augment, num_workers
         )
-        scaler = runtime.grad_scaler()
-        blocker = capture_blocker(phase, runtime, scaler) if runtime.cuda_graphs else "off"
-        if runtime.cuda_graphs and blocker:
-            log.info("phase %d: training steps run eagerly, not as CUDA graphs: %s", p, blocker)
-        optimizer = build_optimizer(model, phase, graphed=blocker is None)
-        schedule = build_schedule(optimizer, phase)
-        ema = build_ema(model, phase.get("ema"))
-        if resuming:
-            optimizer.load_state_dict(state["optimizer"])
-            if blocker is None:
-                hold_lr_in_tensors(optimizer)
-            schedule.load_state_dict(state["schedule"])
-            scaler.load_state_dict(state["scaler"])
-            if ema is not None:
-                ema.load_state_dict(state["ema"])
-        if batch_augment is not None:
-            source = sources[data]
-            loader = DeviceBatches(
-                source.images, source.masks, phase["batch_size"], runtime.device, batch_augment
-            )
-        else:
-            loader = _loader(dataset, phase["batch_size"], runtime, num_workers)
-        weights = ema.module if ema is not None else model  # what is validated and kept
-        step = partial(_step_on, forward, loss_fn, optimizer, scaler, runtime)
-        if blocker is None:
-            step = GraphedStep(step)
-        epoch = state["epoch"] if resuming else 0
-        while epoch < (phase["epochs"] or 1):
-            epoch_seed = seed * 100_003 + p * 1_009 + epoch
-            loader.generator.manual_seed(epoch_seed)
-            if dataset.augment is not None:  # None on the batch path
-                dataset.augment.set_random_seed(epoch_seed)
-            model.train()
-            lr = float(optimizer.param_groups[0]["lr"])
-            row = {"phase": p, "epoch": epoch, "data": data, "lr": lr}
-            crop = _Windows(phase.get("crop"), epoch_seed)
-            row.update(_epoch(step, forward, loader, runtime, row, ema, tile, crop))
-            plateau = phase.get("schedule") == "plateau"
-            sized = "minutes" in phase
-            if sized and (epoch == 0 or epoch < cycle_epochs(phase)):  # in its first cycle
-                rows = [*state["history"], row]
-                minutes = _budget_minutes(params, p, rows, len(val), predict_forwards)
-                _size(phase, p, row, state["history"], 1 if plateau else val_every, minutes)
-            last = epoch + 1 == phase["epochs"]
-            if plateau or (sized and epoch == 0) or last or (epoch + 1) % val_every == 0:
-                row.update(_validate(weights, val, loss_fn, runtime, predict_batch_size))
-            _step_schedule(schedule, row.get("val_loss"))
-            state["history"].append(row)
-            log.info(
-                " ".join(
-                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                )
-            )
-            if takes_snapshot(phase, epoch):
-                state["snapshots"].append(_cpu_state(weights))
-            state.update(
-                phase=p,
-                epoch=epoch + 1,
-                phase_epochs=phase["epochs"],
-                model=model.state_dict(),
-                optimizer=optimizer.state_dict(),
-                schedule=schedule.state_dict(),
-                scaler=scaler.state_dict(),
-                ema=ema.state_dict() if ema is not None else None,
-                rng=torch.get_rng_state(),
-                key=key,
-            )
-            checkpoint.save(path, state)
-            epoch += 1
-        if ema is not None:  # the next phase, and the final weights, start from the average
-            model.load_state_dict(ema.module.state_dict())
+        _train_phase(run, phase, state)
+        if phase.ema is not None:  # the next phase, and the final weights, start from the average
+            model.load_state_dict(phase.ema.module.state_dict())
         state.update(phase=p + 1, epoch=0)
     snapshots = state["snapshots"] or [_cpu_state(model)]
     return {"snapshots": snapshots, "history": state["history"]}
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every phase of one :func:`fit` shares."""
+
+    model: torch.nn.Module
+    forward: Callable  # the model, or its compiled form
+    params: dict[str, Any]
+    val: Tiles
+    runtime: Runtime
+    path: Path  # the checkpoint
+    key: str  # what a checkpoint must match to be resumed
+    seed: int
+    predict_forwards: int
+    predict_batch_size: int
+
+
+@dataclass
+class _Phase:
+    """One phase in training: its settings (``epochs`` sized here for a budget phase), data,
+    and the optimiser, schedule, scaler, EMA and step built for it."""
+
+    index: int
+    spec: dict[str, Any]
+    data: str
+    loader: Any  # DeviceBatches or a DataLoader
+    augment: Any  # the per-tile pipeline (reseeded every epoch), None on the batch path
+    loss_fn: Callable
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    scaler: torch.amp.GradScaler
+    ema: AveragedModel | None
+    step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _run_key(model: torch.nn.Module, params: dict, sources: dict[str, Tiles], seed: int) -> str:
+    """A checkpoint of another run, or of a network that code changes reshaped, is not resumed."""
+    sizes = {name: len(tiles) for name, tiles in sorted(sources.items())}
+    shapes = [[name, list(t.shape)] for name, t in model.state_dict().items()]
+    return checkpoint.params_key(
+        {"params": params, "seed": seed, "n_train": sizes, "weights": shapes}
+    )
+
+
+def _placed(model: torch.nn.Module, runtime: Runtime) -> Callable:
+    """Move ``model`` to the device and memory format; return what training calls."""
+    model.to(runtime.device)
+    if runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if runtime.compile else model
+
+
+def _resumed(run: _Run) -> dict[str, Any]:
+    """The state of a killed run that matches ``run.key`` (its weights and RNG restored), or a
+    fresh one."""
+    state = checkpoint.load(run.path, run.key)
+    if not state:
+        return {"phase": 0, "epoch": 0, "snapshots": [], "history": []}
+    if state["phase"] or state["epoch"]:
+        run.model.load_state_dict(state["model"])
+        torch.set_rng_state(state["rng"])
+        log.info("resuming at phase %d epoch %d from %s", state["phase"], state["epoch"], run.path)
+    return state
+
+
+def _start_phase(
+    run: _Run,
+    p: int,
+    spec: dict[str, Any],
+    state: dict[str, Any],
+    tiles: Tiles,
+    augment: Any,
+    batch_augment: Any,
+    workers: int,
+) -> _Phase:
+    """Build phase ``p``: loss, optimiser, schedule, EMA, its step (a CUDA graph where it can
+    be) and loader, with the killed run's optimiser state where it resumes mid-phase."""
+    spec, runtime = dict(spec), run.runtime
+    resuming = p == state["phase"] and state["epoch"] > 0
+    if spec.get("crop"):
+        run.model.geometry.check_window(spec["crop"], f"phase {p} crop")
+    if "minutes" in spec:  # sized by its epochs, the size kept for a resume
+        spec["epochs"] = state.get("phase_epochs") if resuming else None
+    loss_fn = build_loss(spec["loss"], spec.get("empty_weight", 0.0), spec.get("side_weight", 0.0))
+    scaler = runtime.grad_scaler()
+    blocker = capture_blocker(spec, runtime, scaler) if runtime.cuda_graphs else "off"
+    if runtime.cuda_graphs and blocker:
+        log.info("phase %d: training steps run eagerly, not as CUDA graphs: %s", p, blocker)
+    optimizer = build_optimizer(run.model, spec, graphed=blocker is None)
+    schedule = build_schedule(optimizer, spec)
+    ema = build_ema(run.model, spec.get("ema"))
+    if resuming:
+        optimizer.load_state_dict(state["optimizer"])
+        if blocker is None:
+            hold_lr_in_tensors(optimizer)
+        schedule.load_state_dict(state["schedule"])
+        scaler.load_state_dict(state["scaler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+    if batch_augment is not None:
+        loader = DeviceBatches(
+            tiles.images, tiles.masks, spec["batch_size"], runtime.device, batch_augment
+        )
+    else:
+        dataset = TileDataset(tiles.images, tiles.masks, augment)
+        loader = _loader(dataset, spec["batch_size"], runtime, workers)
+    step = partial(_step_on, run.forward, loss_fn, optimizer, scaler, runtime)
+    return _Phase(
+        index=p,
+        spec=spec,
+        data=spec.get("data", "train"),
+        loader=loader,
+        augment=augment if batch_augment is None else None,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        schedule=schedule,
+        scaler=scaler,
+        ema=ema,
+        step=GraphedStep(step) if blocker is None else step,
+    )
+
+
+def _train_phase(run: _Run, phase: _Phase, state: dict[str, Any]) -> None:
+    """Train ``phase`` epoch by epoch from where ``state`` stands, sizing a budget phase in its
+    first cycle, validating, stepping the schedule, keeping snapshots and a checkpoint."""
+    spec, p = phase.spec, phase.index
+    weights = phase.ema.module if phase.ema is not None else run.model  # validated and kept
+    val_every = run.params.get("val_every", 1)
+    plateau, sized = spec.get("schedule") == "plateau", "minutes" in spec
+    epoch = state["epoch"] if p == state["phase"] else 0
+    while epoch < (spec["epochs"] or 1):
+        epoch_seed = run.seed * 100_003 + p * 1_009 + epoch
+        phase.loader.generator.manual_seed(epoch_seed)
+        if phase.augment is not None:
+            phase.augment.set_random_seed(epoch_seed)
+        run.model.train()
+        lr = float(phase.optimizer.param_groups[0]["lr"])
+        row = {"phase": p, "epoch": epoch, "data": phase.data, "lr": lr}
+        crop = _Windows(spec.get("crop"), epoch_seed)
+        tile = run.model.geometry.tile  # masks given as context windows are cut to it
+        row.update(
+            _epoch(phase.step, run.forward, phase.loader, run.runtime, row, phase.ema, tile, crop)
+        )
+        if sized and (epoch == 0 or epoch < cycle_epochs(spec)):  # in its first cycle
+            rows = [*state["history"], row]
+            minutes = phase_minutes(run.params, p, rows, len(run.val), run.predict_forwards)
+            size_phase(spec, p, row, state["history"], 1 if plateau else val_every, minutes)
+        last = epoch + 1 == spec["epochs"]
+        if plateau or (sized and epoch == 0) or last or (epoch + 1) % val_every == 0:
+            row.update(
+                _validate(weights, run.val, phase.loss_fn, run.runtime, run.predict_batch_size)
+            )
+        _step_schedule(phase.schedule, row.get("val_loss"))
+        state["history"].append(row)
+        log.info(
+            " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        )
+        if takes_snapshot(spec, epoch):
+            state["snapshots"].append(_cpu_state(weights))
+        _save(run, phase, state, epoch + 1)
+        epoch += 1
+
+
+def _save(run: _Run, phase: _Phase, state: dict[str, Any], epoch: int) -> None:
+    """Checkpoint everything a killed run needs to go on at ``epoch`` of ``phase``."""
+    state.update(
+        phase=phase.index,
+        epoch=epoch,
+        phase_epochs=phase.spec["epochs"],
+        model=run.model.state_dict(),
+        optimizer=phase.optimizer.state_dict(),
+        schedule=phase.schedule.state_dict(),
+        scaler=phase.scaler.state_dict(),
+        ema=phase.ema.state_dict() if phase.ema is not None else None,
+        rng=torch.get_rng_state(),
+        key=run.key,
+    )
+    checkpoint.save(run.path, state)
 
 
 def _augmentations(params: dict[str, Any]) -> tuple[Any, Any]:
@@ -337,52 +437,6 @@ def _validate(model, val: Tiles, loss_fn, runtime: Runtime, batch_size: int) -> 
         "val_metric": competition_metric(val.masks, probs > 0.5),
         "val_seconds": time.perf_counter() - start,
     }
-
-
-def _budget_minutes(
-    params: dict[str, Any], p: int, rows: list[dict], n_val: int, predict_forwards: int
-) -> float:
-    """Budget phase ``p``'s minutes: its own ``minutes``, or with ``slot_minutes`` its share of
-    what the slot leaves after the earlier phases and the prediction (:func:`slot_minutes`), the
-    prediction timed at the pace of the latest validation (none yet: not counted)."""
-    phases = params["phases"]
-    if not params.get("slot_minutes"):
-        return phases[p]["minutes"]
-    vals = [r["val_seconds"] for r in rows if "val_seconds" in r]
-    predict = vals[-1] / max(n_val, 1) * predict_forwards if vals else 0.0
-    before = _seconds(r for r in rows if r["phase"] < p)
-    return slot_minutes(phases, p, params["slot_minutes"], before, predict)
-
-
-def _size(
-    phase: dict[str, Any],
-    p: int,
-    row: dict[str, Any],
-    history: list[dict],
-    val_every: int,
-    minutes: float,
-) -> None:
-    """Set the epochs of budget phase ``p`` to fit ``minutes`` from the seconds its epochs took
-    so far (recorded in ``row`` as ``budget_minutes``).
-
-    The time left is spent at the median pace of the last three epochs after their first step
-    (warm-up, compilation, a job starting next to this one pass), plus the validations.
-    """
-    rows = [r for r in history if r["phase"] == p] + [row]
-    vals = [r["val_seconds"] for r in rows if "val_seconds" in r]
-    val = vals[-1] if vals else 0.0
-    spent = _seconds(rows) + val  # + the last check
-    pace = float(np.median([r["steady_seconds"] for r in rows[-3:]])) + val / val_every
-    epochs = budget_epochs({**phase, "minutes": minutes}, len(rows), spent, pace)
-    if epochs != phase["epochs"]:
-        log.info("phase %d: %.1f min fit %d epochs of %.1f s", p, minutes, epochs, pace)
-    phase["epochs"] = epochs
-    row["budget_minutes"] = minutes
-
-
-def _seconds(rows: Iterable[dict]) -> float:
-    """Seconds the epochs of ``rows`` took, their validations included."""
-    return sum(r["seconds"] + r.get("val_seconds", 0.0) for r in rows)
 
 
 def _step_schedule(schedule, val_loss: float) -> None:

@@ -73,33 +73,6 @@ def takes_snapshot(phase: dict[str, Any], epoch: int) -> bool:
     return (epoch + 1) // length > n_cycles(phase) - phase["snapshots"]
 
 
-def budget_epochs(phase: dict[str, Any], done: int, spent: float, epoch_seconds: float) -> int:
-    """Epochs of a phase with a ``minutes`` budget, re-sized after each epoch of its first cycle.
-
-    The ``done`` epochs took ``spent`` seconds; more epochs of ``epoch_seconds`` follow, in the
-    whole cosine cycles whose end comes nearest the budget (so a run neither leaves most of an
-    epoch unused nor overruns by more than half a cycle), with at least one epoch per cycle and
-    never a first cycle shorter than the epochs already done in it.
-    """
-    cycles = n_cycles(phase)
-    fit = done + max(phase["minutes"] * 60 - spent, 0.0) / max(epoch_seconds, 1e-9)
-    return max(cycles, cycles * round(fit / cycles), done * cycles)
-
-
-def slot_minutes(
-    phases: list[dict[str, Any]], p: int, slot: float, spent_before: float, predict_seconds: float
-) -> float:
-    """Minutes of budget phase ``p`` when training and prediction share a ``slot`` of minutes.
-
-    What the slot leaves after the ``spent_before`` seconds of the phases before ``p`` and the
-    ``predict_seconds`` the prediction will take is split over phase ``p`` and the later budget
-    phases in proportion to their ``minutes``; an overrun of an earlier phase comes out of the
-    later ones, so the slot holds. Phases without ``minutes`` after ``p`` are not counted.
-    """
-    share = phases[p]["minutes"] / sum(q["minutes"] for q in phases[p:] if "minutes" in q)
-    return max(slot * 60 - spent_before - predict_seconds, 0.0) / 60 * share
-
-
 def build_schedule(optimizer: torch.optim.Optimizer, phase: dict[str, Any]):
     """A scheduler stepped once per epoch (``plateau`` is stepped with the validation loss).
 
