@@ -32,7 +32,7 @@ MODEL = EXPERIMENTS["model"]
 SETTINGS = EXPERIMENTS["settings"]
 
 
-def time_setting(setting: dict, steps: int, warmup: int = 5) -> dict:
+def time_setting(setting: dict, steps: int, warmup: int = 5, tiles: int = 512) -> dict:
     runtime = resolve_runtime(
         "cpu",
         setting.get("amp", "false"),
@@ -58,11 +58,11 @@ def time_setting(setting: dict, steps: int, warmup: int = 5) -> dict:
     for _ in range(steps):
         train_step(forward, x, y, loss_fn, optimizer, scaler, runtime)
     train_rate = steps * bs / (time.perf_counter() - start)
-    tiles = np.random.default_rng(0).integers(0, 255, (512, 101, 101), dtype=np.uint8)
-    predict_probs(model, tiles[:64], runtime, 128)
+    images = np.random.default_rng(0).integers(0, 255, (tiles, 101, 101), dtype=np.uint8)
+    predict_probs(model, images[:64], runtime, 128)
     start = time.perf_counter()
-    predict_probs(model, tiles, runtime, 128, ("none", "hflip"))
-    predict_rate = len(tiles) / (time.perf_counter() - start)
+    predict_probs(model, images, runtime, 128, ("none", "hflip"))
+    predict_rate = len(images) / (time.perf_counter() - start)
     return {
         "train_images_per_s": round(train_rate, 1),
         "predict_tiles_per_s_flip_tta": round(predict_rate, 1),
@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument("--tiles", type=int, default=512, help="tiles predicted (flip TTA)")
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
     args = parser.parse_args(argv)
@@ -81,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
     rows = {}
     for name in args.settings.split(","):
-        rows[name] = {**SETTINGS[name], **time_setting(SETTINGS[name], args.steps)}
+        rows[name] = {
+            **SETTINGS[name],
+            **time_setting(SETTINGS[name], args.steps, args.warmup, args.tiles),
+        }
         print(name, rows[name], flush=True)
     write_result(
         "cpu_speed",

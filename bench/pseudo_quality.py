@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _describe(truth: np.ndarray, labels: np.ndarray, keep: np.ndarray) -> dict:
     """Share kept, label quality on the kept tiles, their empty share and bucket mix."""
+    if len(keep) == 0:  # a weak teacher (a smoke run) may keep nothing
+        return {"kept": 0, "share_kept": 0.0}
     kept_truth, kept_labels = truth[keep], labels[keep]
     buckets = coverage_bucket(kept_truth)
     scores = tile_scores(kept_truth, kept_labels)

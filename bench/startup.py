@@ -47,10 +47,12 @@ print(seconds, ",".join(heavy))
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default=",".join(IMPORTS), help="subcommands (comma list)")
     parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
     args = parser.parse_args(argv)
     rows = {}
-    for command, statement in IMPORTS.items():
+    for command in args.only.split(","):
+        statement = IMPORTS[command]
         runs, heavy = [], ""
         for _ in range(args.repeats):
             out = subprocess.run(

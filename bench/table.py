@@ -57,7 +57,7 @@ def headline(result: dict, n: int = 3) -> str:
     return ", ".join(out) or "-"
 
 
-def row(path: Path, names: list[str]) -> list[str]:
+def row(path: Path, names: list[str], root: Path = BENCH) -> list[str]:
     try:
         result = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -68,7 +68,7 @@ def row(path: Path, names: list[str]) -> list[str]:
     commit = str(result.get("commit") or machine.get("commit") or "-")
     commit = commit[:7] + commit[40:] if len(commit) >= 40 else commit  # full hash: short
     return [
-        path.relative_to(BENCH).as_posix() if path.is_relative_to(BENCH) else path.name,
+        path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name,
         bench_of(path, result, names),
         str(result.get("date") or "-"),
         f"`{commit}`" if commit != "-" else "-",
@@ -76,11 +76,11 @@ def row(path: Path, names: list[str]) -> list[str]:
     ]
 
 
-def table(files: list[Path]) -> str:
+def table(files: list[Path], root: Path = BENCH) -> str:
     names = list(benches())
     lines = ["| file | bench | date | commit | headline |", "|---|---|---|---|---|"]
     for path in files:
-        cells = [c.replace("|", "\\|") for c in row(path, names)]
+        cells = [c.replace("|", "\\|") for c in row(path, names, root)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", default=str(BENCH), help="where the result files are")
     args = parser.parse_args(argv)
     files = result_files(Path(args.dir))
-    Path(args.out).write_text(INTRO + table(files))
+    Path(args.out).write_text(INTRO + table(files, Path(args.dir)))
     print(f"wrote {args.out}: {len(files)} result files")
 
 
