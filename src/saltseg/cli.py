@@ -574,13 +574,13 @@ def _plot_curves(args: argparse.Namespace) -> None:
 
 def _plot_gallery(args: argparse.Namespace) -> None:
     from saltseg import report
-    from saltseg.steps import threshold_for
+    from saltseg.binarize import resolve_cut
 
     report.plot_oof_gallery(
         args.data_dir,
         args.tile_size,
         args.oof,
-        threshold=threshold_for(args.threshold, args.cv),
+        threshold=resolve_cut(args.threshold, args.cv),
         out_png=args.out,
         n=args.n,
         counts_json=args.counts,
@@ -589,7 +589,7 @@ def _plot_gallery(args: argparse.Namespace) -> None:
 
 def _plot_mosaics(args: argparse.Namespace) -> None:
     from saltseg import report
-    from saltseg.steps import threshold_for
+    from saltseg.binarize import resolve_cut
 
     report.plot_mosaics_before_after(
         args.layout,
@@ -599,7 +599,7 @@ def _plot_mosaics(args: argparse.Namespace) -> None:
         test_masks_after=args.after,
         out_dir=args.out_dir,
         n=args.n,
-        threshold_before=threshold_for(args.threshold, args.cv),
+        threshold_before=resolve_cut(args.threshold, args.cv),
         oof=args.oof,
     )
 

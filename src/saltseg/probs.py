@@ -8,17 +8,14 @@ is far below what thresholds or blends resolve.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from saltseg.data.kaggle import is_blank
 from saltseg.errors import InputError
-from saltseg.io import atomic_path, read_json
-from saltseg.metrics import remove_small
+from saltseg.io import atomic_path
 
 SCALE = 255
 SHAPE_KEY = b"saltseg.shape"
@@ -97,46 +94,11 @@ def align(path: str | Path, ids: list[str], maps_ids: list[str], maps: np.ndarra
     return maps[[position[i] for i in ids]]
 
 
-@dataclass(frozen=True)
-class Cut:
-    """How maps become masks: pixels above ``threshold``; a tile is empty when fewer than
-    ``min_area`` pixels pass, or when its largest probability is under ``min_peak`` (the
-    tile-level emptiness rules, tuned on OOF with the threshold)."""
+def __getattr__(name: str):
+    """``Cut`` and ``binarize`` moved to :mod:`saltseg.binarize`; still found here for the
+    scripts of bench/ until they import them from there."""
+    if name in ("Cut", "binarize"):
+        from saltseg import binarize
 
-    threshold: float = 0.5
-    min_area: int = 0
-    min_peak: float = 0.0
-
-    @classmethod
-    def of(cls, cut: Cut | float) -> Cut:
-        """A cut as is, or a bare threshold as a cut without tile rules."""
-        return cut if isinstance(cut, Cut) else cls(float(cut))
-
-    @classmethod
-    def read(cls, cv_json: str | Path, pixels: bool = False) -> Cut:
-        """The OOF-tuned cut of a ``cv.json``: threshold, minimum area and minimum peak for
-        tiles, or with ``pixels`` the threshold tuned without tile rules (``threshold_pixels``,
-        for maps without tiles such as whole sections).
-
-        Raises:
-            InputError: the file is missing or holds no threshold.
-        """
-        cv = read_json(cv_json, ("threshold",), what="a cv.json with a tuned threshold")
-        try:
-            if pixels:
-                return cls(float(cv.get("threshold_pixels", cv["threshold"])))
-            return cls(
-                float(cv["threshold"]), int(cv.get("min_area", 0)), float(cv.get("min_peak", 0.0))
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise InputError(cv_json, "expected a cv.json with a tuned threshold") from None
-
-
-def binarize(maps: np.ndarray, images: np.ndarray, cut: Cut | float) -> np.ndarray:
-    """``maps > cut`` as uint8 masks; blank tiles (one grey value), tiles whose mask is smaller
-    than the cut's ``min_area`` and tiles whose largest probability is under its ``min_peak``
-    are empty."""
-    cut = Cut.of(cut)
-    masks = remove_small(maps > cut.threshold, cut.min_area).astype(np.uint8)
-    masks[is_blank(images) | (maps.max(axis=(1, 2)) < cut.min_peak)] = 0
-    return masks
+        return getattr(binarize, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,12 +11,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from saltseg.binarize import Cut, binarize
 from saltseg.data import kaggle
 from saltseg.errors import InputError
 from saltseg.io import write_json
 from saltseg.metrics import tile_scores
 from saltseg.mosaic.draw import render_mosaic
-from saltseg.probs import Cut, align, binarize, read_probs
+from saltseg.probs import align, read_probs
 from saltseg.report.figure import new_figure, save_figure
 
 GALLERY_PER_ROW = 4  # tiles (image | truth | prediction triplets) per gallery row

@@ -11,11 +11,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from saltseg.binarize import Cut, binarize
 from saltseg.data import kaggle
 from saltseg.io import atomic_dir, check_folder_output
 from saltseg.mosaic.draw import render_mosaic
 from saltseg.mosaic.tables import LAYOUT, read_table
-from saltseg.probs import Cut, align, binarize, read_probs
+from saltseg.probs import align, read_probs
 from saltseg.report.figure import new_figure, save_figure
 
 TEST_BGR = (255, 255, 0)  # cyan: test predictions (train masks are red, as in render_mosaic)

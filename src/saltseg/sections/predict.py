@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from saltseg import layout
+from saltseg.binarize import resolve_cut
 from saltseg.errors import InputError
 from saltseg.inference.predict import TTA, load_snapshots, predict_ensemble
 from saltseg.io import atomic_dir, check_folder_output, read_json, write_json
-from saltseg.probs import Cut
 from saltseg.runtime.device import Runtime, resolve_runtime
 from saltseg.sections.io import PERCENTILES, Section, open_section, write_overlay, write_segy_like
 from saltseg.sections.stitch import count_tiles, stitch
@@ -71,17 +72,19 @@ class Ensemble:
                 if not path.is_file():
                     raise InputError(path, "expected a trained model.pt, found none")
         elif weights:
-            self.paths = [p for member in weights for p in sorted(member.glob("fold*/model.pt"))]
+            self.paths = [p for member in weights for p in layout.fold_files(member)]
         else:
             self.paths = sorted(root.rglob("model.pt")) if root.is_dir() else []
         if not self.paths:
             raise InputError(root, "expected trained models (model.pt) under it, found none")
         self.groups: dict[Path, list] = defaultdict(list)
-        for path in self.paths:  # <model>/fold<k>/model.pt: group the folds of each model
-            self.groups[path.parent.parent].append(load_snapshots(path, runtime))
+        for path in self.paths:  # group the folds of each model
+            self.groups[layout.model_dir_of(path)].append(load_snapshots(path, runtime))
         missing = set(weights) - set(self.groups)
         if missing:
-            raise InputError(root / MEMBERS, f"expected trained folds under {sorted(missing)[0]}")
+            raise InputError(
+                root / layout.MEMBERS, f"expected trained folds under {sorted(missing)[0]}"
+            )
         total = sum(weights.values()) if weights else len(self.groups)
         self.weights = {g: weights.get(g, 1.0) / total for g in self.groups}
         tiles = {m[0].geometry.tile for folds in self.groups.values() for m in folds}
@@ -103,16 +106,13 @@ class Ensemble:
         return np.clip(total, 0, 1)
 
 
-MEMBERS = "members.json"
-
-
 def _member_weights(models_dir: Path) -> dict[Path, float]:
     """``{member directory: weight}`` from a blend's ``members.json``; empty when there is none.
 
     Member directories are as the blend wrote them (relative to the workflow's directory); a
     relative one that does not exist from here is looked up next to the blend folder's parent.
     """
-    path = models_dir / MEMBERS
+    path = models_dir / layout.MEMBERS
     if not path.is_file():
         return {}
     members = read_json(path, ("members",), what="members with models and weight")["members"]
@@ -122,41 +122,31 @@ def _member_weights(models_dir: Path) -> dict[Path, float]:
         raise InputError(path, f"expected members with models and weight ({err})") from None
     if not pairs or any(w < 0 for _, w in pairs) or sum(w for _, w in pairs) <= 0:
         raise InputError(path, "expected at least one member and non-negative weights")
-    base = models_dir.parent.parent  # results/blend -> the workflow's directory
+    base = layout.workdir_of(models_dir)
     return {(d if d.is_absolute() or d.is_dir() else base / d): w for d, w in pairs}
 
 
 def resolve_threshold(
     threshold: float | str, models_dir: str | Path, cv: str | Path | None = None
 ) -> tuple[float, str]:
-    """``(value, source)`` for ``tuned``, ``fixed`` or a number (see the module doc).
+    """``(value, source)`` for ``tuned``, ``fixed`` or a number (see the module doc): the cut of
+    :func:`saltseg.binarize.resolve_cut` without tile rules, with the ``cv.json`` found under
+    ``models_dir`` when none is given.
 
     Raises:
         InputError: a threshold that is none of these, or a given ``cv`` that is missing.
     """
-    if threshold == "fixed":
-        return 0.5, "fixed"
-    if threshold == "tuned":
-        if cv is not None:
-            return Cut.read(cv, pixels=True).threshold, str(cv)
-        for path in (Path(models_dir) / "ensemble" / "cv.json", Path(models_dir) / "cv.json"):
-            if path.is_file():
-                return Cut.read(path, pixels=True).threshold, str(path)
-        print(
-            f"saltseg predict-section: warning: {models_dir}: no cv.json, so no tuned threshold;"
-            " using 0.5",
-            file=sys.stderr,
-        )
-        return 0.5, "fixed (no cv.json under the models directory)"
-    try:
-        value = float(threshold)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise InputError(
-            "--threshold", f"expected tuned, fixed or a number in [0, 1], got {threshold!r}"
-        )
-    return value, "given"
+    if threshold == "tuned" and cv is None:
+        cv = next((p for p in layout.tuned_cv_candidates(models_dir) if p.is_file()), None)
+        if cv is None:
+            print(
+                f"saltseg predict-section: warning: {models_dir}: no cv.json, so no tuned"
+                " threshold; using 0.5",
+                file=sys.stderr,
+            )
+            return 0.5, "fixed (no cv.json under the models directory)"
+    value = resolve_cut(threshold, cv, pixels=True).threshold
+    return value, {"fixed": "fixed", "tuned": str(cv)}.get(threshold, "given")
 
 
 def predict_section(

@@ -22,7 +22,6 @@ HOMES = {
     "context_windows": "finishing",
     "postprocess": "finishing",
     "submit": "finishing",
-    "threshold_for": "finishing",
     "folds": "fold_split",
     "split": "fold_split",
     "predict": "fold_models",

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from saltseg import layout
 from saltseg import probs as probs_io
+from saltseg.binarize import binarize, tune
 from saltseg.data import kaggle
 from saltseg.errors import InputError
 from saltseg.io import copy_file, write_json
-from saltseg.metrics import best_cell, binarization_table, bucket_scores, competition_metric
+from saltseg.metrics import bucket_scores, competition_metric
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +64,15 @@ def score_oof(train: kaggle.Tiles, oof: np.ndarray) -> dict[str, Any]:
     peak; blank tiles forced empty, as in the submission), the tuned metric per coverage bucket,
     and the best threshold without tile rules (``threshold_pixels``, for whole sections)."""
     oof = np.where(kaggle.is_blank(train.images)[:, None, None], 0.0, oof)
-    grid = binarization_table(train.masks, oof)  # min_areas[0] and min_peaks[0] are 0: off
-    threshold, min_area, min_peak, tuned = best_cell(*grid)
-    thresholds, min_areas, min_peaks, table = grid
-    pixels = best_cell(thresholds, min_areas[:1], min_peaks[:1], table[:, :1, :1])[0]
-    cut = probs_io.Cut(threshold, min_area, min_peak)
+    tuned = tune(train.masks, oof)
     return {
         "n_tiles": len(train),
         "metric_at_0.5": competition_metric(train.masks, oof > 0.5),
-        **asdict(cut),
-        "metric_tuned": tuned,
+        **asdict(tuned.cut),
+        "metric_tuned": tuned.metric,
         # for maps without tiles (whole sections), where no tile rule applies
-        "threshold_pixels": pixels,
-        "buckets": bucket_scores(train.masks, probs_io.binarize(oof, train.images, cut)),
+        "threshold_pixels": tuned.threshold_pixels,
+        "buckets": bucket_scores(train.masks, binarize(oof, train.images, tuned.cut)),
     }
 
 
@@ -134,7 +131,7 @@ def ensemble(
     if members_out:
         weights = weights or [1.0] * len(oof_parts)
         members = [
-            {"models": Path(part).parent.as_posix(), "weight": weight}
+            {"models": layout.locate(part).model_dir.as_posix(), "weight": weight}
             for part, weight in zip(oof_parts, weights)
         ]
         write_json(members_out, {"members": members})

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from saltseg import layout, rle
 from saltseg import probs as probs_io
-from saltseg import rle
+from saltseg.binarize import binarize, resolve_cut
 from saltseg.data import kaggle
 from saltseg.data.folds import read_folds
 from saltseg.io import (
@@ -25,12 +25,6 @@ from saltseg.io import (
 from saltseg.metrics import bucket_scores, competition_metric
 
 log = logging.getLogger(__name__)
-
-
-def threshold_for(mode: str, cv_json: str) -> probs_io.Cut:
-    """The binarisation: ``fixed`` is 0.5 with no tile rules (the winners), ``tuned`` the
-    OOF-best threshold, minimum mask area and minimum peak of ``cv_json``."""
-    return probs_io.Cut() if mode == "fixed" else probs_io.Cut.read(cv_json)
 
 
 def mosaic(data_dir: str, tile: int, tiles_out: str, pairs_out: str, png_dir: str, n_draw: int):
@@ -104,7 +98,7 @@ def postprocess(
     from saltseg.mosaic.postprocess import apply
     from saltseg.mosaic.tables import LAYOUT, read_table
 
-    cut = threshold_for(threshold, cv_json)
+    cut = resolve_cut(threshold, cv_json)
     tiles = read_table(layout, LAYOUT)
     train, test = kaggle.load_train(data_dir, tile), kaggle.load_test(data_dir, tile)
     blank = {
@@ -115,9 +109,7 @@ def postprocess(
         if b
     }
     oof_ids, oof = probs_io.read_probs(oof_probs)
-    oof_masks = probs_io.binarize(
-        probs_io.align(oof_probs, train.ids, oof_ids, oof), train.images, cut
-    )
+    oof_masks = binarize(probs_io.align(oof_probs, train.ids, oof_ids, oof), train.images, cut)
     folds = read_folds(folds_csv, n_folds).set_index("id")["fold"].loc[train.ids].to_numpy()
     after, oof_log = oof_masks.copy(), []
     truth = dict(zip(train.ids, train.masks))
@@ -135,7 +127,7 @@ def postprocess(
     applied = enabled and gain >= 0
     buckets = bucket_scores(train.masks, after if applied else oof_masks)
     test_ids, test_maps = probs_io.read_probs(test_probs)
-    test_masks = probs_io.binarize(
+    test_masks = binarize(
         probs_io.align(test_probs, test.ids, test_ids, test_maps), test.images, cut
     )
     changes = pd.DataFrame(columns=["id", "source_id", "rule"])
@@ -168,7 +160,7 @@ def submit(masks_path: str, data_dir: str, tile: int, out: str) -> None:
     """
     ids, maps = probs_io.read_probs(masks_path)
     test = kaggle.load_test(data_dir, tile)
-    masks = probs_io.binarize(probs_io.align(masks_path, test.ids, ids, maps), test.images, 0.5)
+    masks = binarize(probs_io.align(masks_path, test.ids, ids, maps), test.images, 0.5)
     codes = [rle.encode(m) for m in masks]
     write_csv(out, pd.DataFrame({"id": test.ids, "rle_mask": codes}))
     log.info("wrote %d masks to %s", len(codes), out)
@@ -186,13 +178,15 @@ def summary(
 
     Columns: OOF at 0.5 and tuned, the tuned threshold, train seconds (``fold_metrics``'
     ``train_seconds`` summed per model directory), and for the blend the OOF after the mosaic
-    post-processing, its gain and whether it was applied. Paths are ``results/<stage>/<model>/``.
+    post-processing, its gain and whether it was applied. Stage and model names come from where
+    each file sits in :mod:`saltseg.layout`.
     """
-    seconds: dict[Path, float] = {}
+    seconds: dict[tuple[str, str], float] = {}
     for path in fold_metrics:
-        model = Path(path).parent.parent
+        place = layout.locate(path)
         metrics = read_json(path, keys=("train_seconds",))
-        seconds[model] = seconds.get(model, 0.0) + metrics["train_seconds"]
+        key = place.stage, place.model
+        seconds[key] = seconds.get(key, 0.0) + metrics["train_seconds"]
 
     def row(path: str, name: str, stage: str, train_seconds: float) -> dict[str, Any]:
         cv = read_json(path, keys=("metric_at_0.5", "metric_tuned", "threshold"))
@@ -208,14 +202,15 @@ def summary(
             "train_seconds": round(train_seconds, 1),
         }
 
-    rows = [
-        row(path, Path(path).parent.name, Path(path).parent.parent.name, seconds[Path(path).parent])
-        for path in model_cvs
-    ]
+    rows = []
+    for path in model_cvs:
+        place = layout.locate(path)
+        rows.append(row(path, place.model, place.stage, seconds[place.stage, place.model]))
     for path in ensemble_cvs:
-        stage_dir = Path(path).parent.parent
-        stage_seconds = sum(s for model, s in seconds.items() if model.parent == stage_dir)
-        rows.append(row(path, "ensemble", stage_dir.name, stage_seconds))
+        stage = layout.locate(path).stage
+        rows.append(
+            row(path, "ensemble", stage, sum(s for (st, _), s in seconds.items() if st == stage))
+        )
     report = read_json(postprocess_report, keys=("threshold", "oof_after", "gain", "applied"))
     blend = row(blend_cv, "blend", "blend", sum(seconds.values()))
     blend.update(
