@@ -49,7 +49,8 @@ localrules:
 rule all:
     default_target: True
     input:
-        "results/submission.csv",
-        "results/summary.csv",
-        expand("results/pseudo/{stage}.parquet", stage=list(STAGES)[:-1]),
-        "results/report/runtimes.png",
+        layout.result("submission.csv"),
+        layout.result("summary.csv"),
+        [layout.pseudo_file(stage) for stage in list(STAGES)[:-1]],
+        report_figures(),
+        layout.result("report", "runtimes.png"),

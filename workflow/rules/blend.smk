@@ -11,14 +11,14 @@ rule blend:
         test=blend_outputs("test.parquet"),
         cv=blend_outputs("cv.json"),
     output:
-        oof="results/blend/oof.parquet",
-        test="results/blend/test.parquet",
-        cv="results/blend/cv.json",
-        members="results/blend/members.json",
+        oof=layout.blend_file("oof.parquet"),
+        test=layout.blend_file("test.parquet"),
+        cv=layout.blend_file("cv.json"),
+        members=layout.blend_file("members.json"),
     log:
-        "results/logs/blend/blend.log",
+        layout.log("blend", "blend"),
     benchmark:
-        "results/benchmarks/blend/blend.tsv"
+        layout.benchmark("blend", "blend")
     conda:
         "../../envs/saltseg.yaml"
     params:

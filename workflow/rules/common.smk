@@ -4,6 +4,11 @@ import json
 import sys
 from pathlib import Path
 
+# This workflow's own src/ comes first, for the imports below as for the jobs (see SRC), never
+# another installed copy of saltseg.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from saltseg import layout
 from saltseg.config import (
     blend_members,
     model_params,
@@ -17,7 +22,7 @@ try:
 except ValueError as err:  # one line naming the key, not a traceback
     sys.exit(str(err))
 
-SYNTHETIC_DIR = "results/data/synthetic"
+SYNTHETIC_DIR = layout.result("data", "synthetic")
 DATA_DIR = (
     SYNTHETIC_DIR
     if config["data_dir"] == "synthetic"
@@ -57,7 +62,7 @@ wildcard_constraints:
 def mosaic_layout(wildcards):
     """The mosaic layout, which mosaic-aware folds (``folds.stratify: mosaic``) are built from."""
     return (
-        ["results/mosaic/tiles.parquet"]
+        [layout.result("mosaic", "tiles.parquet")]
         if config["folds"]["stratify"] == "mosaic"
         else []
     )
@@ -72,10 +77,10 @@ def fold_outputs(name):
     """Input function: one model's per-fold ``name`` files (e.g. ``oof.parquet``)."""
 
     def files(wildcards):
-        return expand(
-            f"results/{wildcards.stage}/{wildcards.model}/fold{{fold}}/{name}",
-            fold=FOLDS,
-        )
+        return [
+            layout.fold_file(wildcards.stage, wildcards.model, fold, name)
+            for fold in FOLDS
+        ]
 
     return files
 
@@ -83,7 +88,7 @@ def fold_outputs(name):
 def stage_outputs(name, stages=None):
     """``results/<stage>/<model>/<name>`` of every model of ``stages`` (default: all that run)."""
     return [
-        f"results/{stage}/{model}/{name}"
+        layout.model_file(stage, model, name)
         for stage in stages or STAGES
         for model in STAGES[stage]
     ]
@@ -92,7 +97,7 @@ def stage_outputs(name, stages=None):
 def stage_all_folds(name):
     """``results/<stage>/<model>/fold<k>/<name>`` of every model and fold of the stages that run."""
     return [
-        f"results/{stage}/{model}/fold{fold}/{name}"
+        layout.fold_file(stage, model, fold, name)
         for stage in STAGES
         for model in STAGES[stage]
         for fold in FOLDS
@@ -102,9 +107,13 @@ def stage_all_folds(name):
 def blend_outputs(name, folds=False):
     """``name`` of every blend member, per model or (``folds``) per fold, in blend order."""
     return [
-        f"results/{stage}/{model}/{fold}{name}"
+        (
+            layout.fold_file(stage, model, fold, name)
+            if folds
+            else layout.model_file(stage, model, name)
+        )
         for stage, model, _ in BLEND
-        for fold in ([f"fold{k}/" for k in FOLDS] if folds else [""])
+        for fold in (FOLDS if folds else [None])
     ]
 
 
@@ -112,10 +121,10 @@ def stage_fold_outputs(name):
     """Input function: ``name`` of one stage's models on one fold, e.g. their test maps."""
 
     def files(wildcards):
-        return expand(
-            f"results/{wildcards.stage}/{{model}}/fold{wildcards.fold}/{name}",
-            model=STAGES[wildcards.stage],
-        )
+        return [
+            layout.fold_file(wildcards.stage, model, wildcards.fold, name)
+            for model in STAGES[wildcards.stage]
+        ]
 
     return files
 
@@ -123,7 +132,7 @@ def stage_fold_outputs(name):
 def context_files(model):
     """The context windows of a model with ``context: {margin}`` (none without)."""
     margin = model_params(config, model)["model"].get("context", {}).get("margin", 0)
-    return [f"results/context/margin{margin}.npz"] if margin else []
+    return [layout.context_file(margin)] if margin else []
 
 
 def model_context(wildcards):
@@ -140,31 +149,42 @@ def fold_pseudo(wildcards):
     """This fold's pseudo-labels from the previous stage (none for stage 1): made only by that
     stage's models of the same fold, which never saw the fold's validation tiles."""
     source = pseudo_source(config, wildcards.stage)
-    return [f"results/pseudo/{source}/fold{wildcards.fold}.parquet"] if source else []
+    return [layout.pseudo_file(source, wildcards.fold)] if source else []
+
+
+def report_figures():
+    """The report's figures besides the run times: each model's curves, the OOF gallery, the
+    mosaics before and after post-processing."""
+    return [
+        *(
+            layout.result("report", "curves", f"{stage}_{model}.png")
+            for stage in STAGES
+            for model in STAGES[stage]
+        ),
+        layout.result("report", "oof_gallery.png"),
+        layout.result("report", "mosaics"),
+    ]
 
 
 def run_benchmarks(wildcards):
-    """The benchmark file of every job that the report's runs are made of, and no stale ones:
+    """The benchmark file of every job that the default target's other files are made of, and no
+    stale ones: found by walking the DAG back from those files through the inputs of the rules
+    that make them, as Snakemake does, so that a new benchmarked step needs no edit here.
     Snakemake writes them as the jobs' outputs, so each is an input the DAG checks."""
-    jobs = ["folds/folds", "blend/blend", "mosaic/mosaic", "postprocess/postprocess"]
-    jobs += [
-        "submission/submission",
-        "summary/summary",
-        "report_gallery/report_gallery",
-    ]
-    jobs += ["report_mosaics/report_mosaics"]
-    if DATA_DIR == SYNTHETIC_DIR:
-        jobs.append("synthetic_data/synthetic_data")
-    for stage, models in STAGES.items():
-        jobs.append(f"ensemble/{stage}")
-        source = pseudo_source(config, stage)
-        jobs += [f"pseudo_fold/{source}_fold{fold}" for fold in FOLDS if source]
-        for model in models:
-            jobs += [f"merge_folds/{stage}_{model}", f"report_curves/{stage}_{model}"]
-            jobs += [f"context/{Path(path).stem}" for path in context_files(model)]
-            jobs += [
-                f"{rule}/{stage}_{model}_fold{k}"
-                for rule in ("train", "predict")
-                for k in FOLDS
-            ]
-    return [f"results/benchmarks/{job}.tsv" for job in sorted(set(jobs))]
+    own = rules.report_runtimes.rule
+    todo = [path for path in map(str, rules.all.input) if not own.is_producer(path)]
+    producers = [other for other in workflow.rules if other is not own]
+    seen, benchmarks = set(), set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        maker = next((r for r in producers if r.is_producer(path)), None)
+        if maker is None:  # a source: the data, a section
+            continue
+        found = maker.get_wildcards(path)
+        if maker.benchmark:
+            benchmarks.add(str(maker.expand_benchmark(found)))
+        todo += map(str, maker.expand_input(found)[0])
+    return sorted(benchmarks)

@@ -2,9 +2,9 @@ rule synthetic_data:
     output:
         directory(SYNTHETIC_DIR),
     log:
-        "results/logs/synthetic_data/synthetic_data.log",
+        layout.log("synthetic_data", "synthetic_data"),
     benchmark:
-        "results/benchmarks/synthetic_data/synthetic_data.tsv"
+        layout.benchmark("synthetic_data", "synthetic_data")
     conda:
         "../../envs/saltseg.yaml"
     params:
@@ -22,11 +22,11 @@ rule folds:
         data=DATA_DIR,
         layout=mosaic_layout,
     output:
-        "results/folds.csv",
+        layout.result("folds.csv"),
     log:
-        "results/logs/folds/folds.log",
+        layout.log("folds", "folds"),
     benchmark:
-        "results/benchmarks/folds/folds.tsv"
+        layout.benchmark("folds", "folds")
     conda:
         "../../envs/saltseg.yaml"
     params:

@@ -3,20 +3,25 @@
 # from config (see stage1.smk, stage2.smk, stage3.smk).
 
 
+# Besides its outputs, a train job keeps fold<k>/checkpoint.pt between epochs, so that a killed
+# job resumes where it stopped; the job deletes it when it succeeds. It stays undeclared on
+# purpose: Snakemake removes a job's declared outputs before it reruns it, which would throw the
+# resume away.
 rule train:
     input:
         data=DATA_DIR,
-        folds="results/folds.csv",
+        folds=layout.result("folds.csv"),
         pseudo=fold_pseudo,
         context=model_context,
     output:
-        model="results/{stage}/{model}/fold{fold}/model.pt",
-        metrics="results/{stage}/{model}/fold{fold}/metrics.json",
-        history="results/{stage}/{model}/fold{fold}/history.csv",
+        model=layout.fold_file("{stage}", "{model}", "{fold}", "model.pt"),
+        metrics=layout.fold_file("{stage}", "{model}", "{fold}", "metrics.json"),
+        history=layout.fold_file("{stage}", "{model}", "{fold}", "history.csv"),
+        settings=layout.fold_file("{stage}", "{model}", "{fold}", "params.json"),
     log:
-        "results/logs/train/{stage}_{model}_fold{fold}.log",
+        layout.log("train", "{stage}_{model}_fold{fold}"),
     benchmark:
-        "results/benchmarks/train/{stage}_{model}_fold{fold}.tsv"
+        layout.benchmark("train", "{stage}_{model}_fold{fold}")
     conda:
         "../../envs/saltseg.yaml"
     threads: RUNTIME["threads"]
@@ -54,16 +59,16 @@ rule train:
 rule predict:
     input:
         data=DATA_DIR,
-        folds="results/folds.csv",
-        model="results/{stage}/{model}/fold{fold}/model.pt",
+        folds=layout.result("folds.csv"),
+        model=layout.fold_file("{stage}", "{model}", "{fold}", "model.pt"),
         context=model_context,
     output:
-        oof="results/{stage}/{model}/fold{fold}/oof.parquet",
-        test="results/{stage}/{model}/fold{fold}/test.parquet",
+        oof=layout.fold_file("{stage}", "{model}", "{fold}", "oof.parquet"),
+        test=layout.fold_file("{stage}", "{model}", "{fold}", "test.parquet"),
     log:
-        "results/logs/predict/{stage}_{model}_fold{fold}.log",
+        layout.log("predict", "{stage}_{model}_fold{fold}"),
     benchmark:
-        "results/benchmarks/predict/{stage}_{model}_fold{fold}.tsv"
+        layout.benchmark("predict", "{stage}_{model}_fold{fold}")
     conda:
         "../../envs/saltseg.yaml"
     threads: RUNTIME["threads"]
@@ -94,13 +99,13 @@ rule merge_folds:
         oof=fold_outputs("oof.parquet"),
         test=fold_outputs("test.parquet"),
     output:
-        oof="results/{stage}/{model}/oof.parquet",
-        test="results/{stage}/{model}/test.parquet",
-        cv="results/{stage}/{model}/cv.json",
+        oof=layout.model_file("{stage}", "{model}", "oof.parquet"),
+        test=layout.model_file("{stage}", "{model}", "test.parquet"),
+        cv=layout.model_file("{stage}", "{model}", "cv.json"),
     log:
-        "results/logs/merge_folds/{stage}_{model}.log",
+        layout.log("merge_folds", "{stage}_{model}"),
     benchmark:
-        "results/benchmarks/merge_folds/{stage}_{model}.tsv"
+        layout.benchmark("merge_folds", "{stage}_{model}")
     conda:
         "../../envs/saltseg.yaml"
     params:
@@ -118,13 +123,13 @@ rule ensemble:
         test=lambda wildcards: stage_outputs("test.parquet", [wildcards.stage]),
         cv=lambda wildcards: stage_outputs("cv.json", [wildcards.stage]),
     output:
-        oof="results/{stage}/ensemble/oof.parquet",
-        test="results/{stage}/ensemble/test.parquet",
-        cv="results/{stage}/ensemble/cv.json",
+        oof=layout.ensemble_file("{stage}", "oof.parquet"),
+        test=layout.ensemble_file("{stage}", "test.parquet"),
+        cv=layout.ensemble_file("{stage}", "cv.json"),
     log:
-        "results/logs/ensemble/{stage}.log",
+        layout.log("ensemble", "{stage}"),
     benchmark:
-        "results/benchmarks/ensemble/{stage}.tsv"
+        layout.benchmark("ensemble", "{stage}")
     conda:
         "../../envs/saltseg.yaml"
     params:

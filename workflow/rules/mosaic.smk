@@ -2,18 +2,18 @@ rule mosaic:
     input:
         data=DATA_DIR,
     output:
-        tiles="results/mosaic/tiles.parquet",
-        pairs="results/mosaic/pairs.parquet",
+        tiles=layout.result("mosaic", "tiles.parquet"),
+        pairs=layout.result("mosaic", "pairs.parquet"),
         png=report(
-            directory("results/mosaic/png"),
+            directory(layout.result("mosaic", "png")),
             patterns=["{name}.png"],
             caption="../report/mosaic.rst",
             category="Mosaics",
         ),
     log:
-        "results/logs/mosaic/mosaic.log",
+        layout.log("mosaic", "mosaic"),
     benchmark:
-        "results/benchmarks/mosaic/mosaic.tsv"
+        layout.benchmark("mosaic", "mosaic")
     conda:
         "../../envs/saltseg.yaml"
     params:
@@ -28,14 +28,14 @@ rule mosaic:
 rule context:
     input:
         data=DATA_DIR,
-        layout="results/mosaic/tiles.parquet",
-        pairs="results/mosaic/pairs.parquet",
+        layout=layout.result("mosaic", "tiles.parquet"),
+        pairs=layout.result("mosaic", "pairs.parquet"),
     output:
-        "results/context/margin{margin}.npz",
+        layout.context_file("{margin}"),
     log:
-        "results/logs/context/margin{margin}.log",
+        layout.log("context", "margin{margin}"),
     benchmark:
-        "results/benchmarks/context/margin{margin}.tsv"
+        layout.benchmark("context", "margin{margin}")
     conda:
         "../../envs/saltseg.yaml"
     params:
@@ -50,19 +50,19 @@ rule context:
 rule postprocess:
     input:
         data=DATA_DIR,
-        layout="results/mosaic/tiles.parquet",
-        folds="results/folds.csv",
-        oof="results/blend/oof.parquet",
-        probs="results/blend/test.parquet",
-        cv="results/blend/cv.json",
+        layout=layout.result("mosaic", "tiles.parquet"),
+        folds=layout.result("folds.csv"),
+        oof=layout.blend_file("oof.parquet"),
+        probs=layout.blend_file("test.parquet"),
+        cv=layout.blend_file("cv.json"),
     output:
-        masks="results/postprocess/masks.parquet",
-        report="results/postprocess/report.json",
-        changes="results/postprocess/changes.csv",
+        masks=layout.result("postprocess", "masks.parquet"),
+        report=layout.result("postprocess", "report.json"),
+        changes=layout.result("postprocess", "changes.csv"),
     log:
-        "results/logs/postprocess/postprocess.log",
+        layout.log("postprocess", "postprocess"),
     benchmark:
-        "results/benchmarks/postprocess/postprocess.tsv"
+        layout.benchmark("postprocess", "postprocess")
     conda:
         "../../envs/saltseg.yaml"
     params:

@@ -14,11 +14,11 @@ rule pseudo_fold:
         data=DATA_DIR,
         probs=stage_fold_outputs("test.parquet"),
     output:
-        "results/pseudo/{stage}/fold{fold}.parquet",
+        layout.pseudo_file("{stage}", "{fold}"),
     log:
-        "results/logs/pseudo_fold/{stage}_fold{fold}.log",
+        layout.log("pseudo_fold", "{stage}_fold{fold}"),
     benchmark:
-        "results/benchmarks/pseudo_fold/{stage}_fold{fold}.tsv"
+        layout.benchmark("pseudo_fold", "{stage}_fold{fold}")
     conda:
         "../../envs/saltseg.yaml"
     params:
@@ -34,13 +34,13 @@ rule pseudo:
     """The labels of the stage ensemble (all folds): the artifact to inspect or reuse."""
     input:
         data=DATA_DIR,
-        probs="results/{stage}/ensemble/test.parquet",
+        probs=layout.ensemble_file("{stage}", "test.parquet"),
     output:
-        "results/pseudo/{stage}.parquet",
+        layout.pseudo_file("{stage}"),
     log:
-        "results/logs/pseudo/{stage}.log",
+        layout.log("pseudo", "{stage}"),
     benchmark:
-        "results/benchmarks/pseudo/{stage}.tsv"
+        layout.benchmark("pseudo", "{stage}")
     conda:
         "../../envs/saltseg.yaml"
     params:

@@ -3,15 +3,15 @@ rule report_curves:
         fold_outputs("history.csv"),
     output:
         report(
-            "results/report/curves/{stage}_{model}.png",
+            layout.result("report", "curves", "{stage}_{model}.png"),
             caption="../report/curves.rst",
             category="Training",
             subcategory="{stage}",
         ),
     log:
-        "results/logs/report_curves/{stage}_{model}.log",
+        layout.log("report_curves", "{stage}_{model}"),
     benchmark:
-        "results/benchmarks/report_curves/{stage}_{model}.tsv"
+        layout.benchmark("report_curves", "{stage}_{model}")
     conda:
         "../../envs/saltseg.yaml"
     shell:
@@ -22,19 +22,19 @@ rule report_curves:
 rule report_gallery:
     input:
         data=DATA_DIR,
-        oof="results/blend/oof.parquet",
-        cv="results/blend/cv.json",
+        oof=layout.blend_file("oof.parquet"),
+        cv=layout.blend_file("cv.json"),
     output:
         gallery=report(
-            "results/report/oof_gallery.png",
+            layout.result("report", "oof_gallery.png"),
             caption="../report/gallery.rst",
             category="OOF predictions",
         ),
-        counts="results/report/oof_counts.json",
+        counts=layout.result("report", "oof_counts.json"),
     log:
-        "results/logs/report_gallery/report_gallery.log",
+        layout.log("report_gallery", "report_gallery"),
     benchmark:
-        "results/benchmarks/report_gallery/report_gallery.tsv"
+        layout.benchmark("report_gallery", "report_gallery")
     conda:
         "../../envs/saltseg.yaml"
     params:
@@ -49,22 +49,22 @@ rule report_gallery:
 rule report_mosaics:
     input:
         data=DATA_DIR,
-        layout="results/mosaic/tiles.parquet",
-        before="results/blend/test.parquet",
-        after="results/postprocess/masks.parquet",
-        oof="results/blend/oof.parquet",
-        cv="results/blend/cv.json",
+        layout=layout.result("mosaic", "tiles.parquet"),
+        before=layout.blend_file("test.parquet"),
+        after=layout.result("postprocess", "masks.parquet"),
+        oof=layout.blend_file("oof.parquet"),
+        cv=layout.blend_file("cv.json"),
     output:
         report(
-            directory("results/report/mosaics"),
+            directory(layout.result("report", "mosaics")),
             patterns=["{name}.png"],
             caption="../report/mosaics_postprocess.rst",
             category="Mosaics",
         ),
     log:
-        "results/logs/report_mosaics/report_mosaics.log",
+        layout.log("report_mosaics", "report_mosaics"),
     benchmark:
-        "results/benchmarks/report_mosaics/report_mosaics.tsv"
+        layout.benchmark("report_mosaics", "report_mosaics")
     conda:
         "../../envs/saltseg.yaml"
     params:
@@ -83,14 +83,14 @@ rule report_runtimes:
         run_benchmarks,
     output:
         report(
-            "results/report/runtimes.png",
+            layout.result("report", "runtimes.png"),
             caption="../report/runtimes.rst",
             category="Run time",
         ),
     log:
-        "results/logs/report_runtimes/report_runtimes.log",
+        layout.log("report_runtimes", "report_runtimes"),
     benchmark:
-        "results/benchmarks/report_runtimes/report_runtimes.tsv"
+        layout.benchmark("report_runtimes", "report_runtimes")
     conda:
         "../../envs/saltseg.yaml"
     shell:

@@ -2,14 +2,14 @@ rule predict_section:
     input:
         section=lambda wildcards: config["sections"]["inputs"][wildcards.name],
         models=blend_outputs("model.pt", folds=True),
-        members="results/blend/members.json",
-        cv="results/blend/cv.json",
+        members=layout.blend_file("members.json"),
+        cv=layout.blend_file("cv.json"),
     output:
-        directory("results/sections/{name}"),
+        directory(layout.result("sections", "{name}")),
     log:
-        "results/logs/predict_section/{name}.log",
+        layout.log("predict_section", "{name}"),
     benchmark:
-        "results/benchmarks/predict_section/{name}.tsv"
+        layout.benchmark("predict_section", "{name}")
     conda:
         "../../envs/saltseg.yaml"
     threads: RUNTIME["threads"]
@@ -37,4 +37,4 @@ rule predict_section:
 
 rule sections:
     input:
-        expand("results/sections/{name}", name=config["sections"]["inputs"]),
+        expand(layout.result("sections", "{name}"), name=config["sections"]["inputs"]),

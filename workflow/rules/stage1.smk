@@ -5,4 +5,4 @@
 rule stage1:
     input:
         stage_outputs("cv.json", ["stage1"]),
-        "results/stage1/ensemble/cv.json",
+        layout.ensemble_file("stage1", "cv.json"),

@@ -9,4 +9,4 @@ if "stage2" in STAGES:
     rule stage2:
         input:
             stage_outputs("cv.json", ["stage2"]),
-            "results/stage2/ensemble/cv.json",
+            layout.ensemble_file("stage2", "cv.json"),

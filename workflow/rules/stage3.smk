@@ -9,4 +9,4 @@ if "stage3" in STAGES:
     rule stage3:
         input:
             stage_outputs("cv.json", ["stage3"]),
-            "results/stage3/ensemble/cv.json",
+            layout.ensemble_file("stage3", "cv.json"),

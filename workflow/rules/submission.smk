@@ -1,17 +1,17 @@
 rule submission:
     input:
         data=DATA_DIR,
-        masks="results/postprocess/masks.parquet",
+        masks=layout.result("postprocess", "masks.parquet"),
     output:
         report(
-            "results/submission.csv",
+            layout.result("submission.csv"),
             caption="../report/submission.rst",
             category="Submission",
         ),
     log:
-        "results/logs/submission/submission.log",
+        layout.log("submission", "submission"),
     benchmark:
-        "results/benchmarks/submission/submission.tsv"
+        layout.benchmark("submission", "submission")
     conda:
         "../../envs/saltseg.yaml"
     params:
@@ -25,19 +25,19 @@ rule summary:
     input:
         model_cvs=stage_outputs("cv.json"),
         fold_metrics=stage_all_folds("metrics.json"),
-        ensemble_cvs=expand("results/{stage}/ensemble/cv.json", stage=STAGES),
-        blend_cv="results/blend/cv.json",
-        postprocess="results/postprocess/report.json",
+        ensemble_cvs=expand(layout.ensemble_file("{stage}", "cv.json"), stage=STAGES),
+        blend_cv=layout.blend_file("cv.json"),
+        postprocess=layout.result("postprocess", "report.json"),
     output:
         report(
-            "results/summary.csv",
+            layout.result("summary.csv"),
             caption="../report/summary.rst",
             category="Summary",
         ),
     log:
-        "results/logs/summary/summary.log",
+        layout.log("summary", "summary"),
     benchmark:
-        "results/benchmarks/summary/summary.tsv"
+        layout.benchmark("summary", "summary")
     conda:
         "../../envs/saltseg.yaml"
     shell:
