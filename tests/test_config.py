@@ -120,3 +120,19 @@ def test_numbers_given_as_strings_on_the_command_line_are_read_as_numbers(config
     config["folds"]["n_folds"] = "three"
     with pytest.raises(InputError, match="config: folds.n_folds: 'three' is not of type 'integer'"):
         validate_config(config, schema)
+
+
+#: the run settings every workflow profile repeats from the default one (Snakemake reads a
+#: single workflow profile and has no inheritance between profiles)
+SHARED_PROFILE_KEYS = ("printshellcmds", "rerun-triggers", "rerun-incomplete", "show-failed-logs")
+
+
+@pytest.mark.parametrize("profile", ["cpu", "fast", "full", "slurm"])
+def test_profiles_repeat_the_default_profiles_run_settings_unchanged(repo, profile):
+    """A recipe profile adds its recipe, cores and GPU slots; the rest cannot drift away."""
+    profiles = repo / "workflow" / "profiles"
+    default = yaml.safe_load((profiles / "default" / "config.yaml").read_text())
+    settings = yaml.safe_load((profiles / profile / "config.yaml").read_text())
+    assert {k: settings.get(k) for k in SHARED_PROFILE_KEYS} == {
+        k: default[k] for k in SHARED_PROFILE_KEYS
+    }
