@@ -5,17 +5,18 @@
 # There: bash bench/gpu_fast.sh                          (from the repository root, .gpu/ carried)
 #   with the device tool: run(command="bash bench/gpu_fast.sh", carry=[".gpu"], timeout_s=600)
 #
-# Installs the carried wheels, unpacks the data, samples the GPU's busy share every 0.5 s, runs
-# `snakemake --workflow-profile workflow/profiles/fast` (pretrained: none, bench/gpu_fast.yaml)
-# for `submission` and `summary`, stops it after LIMIT_S seconds (default 480: the machine ends a
-# command at 600 s), and writes $OUT/gpu_fast.json (python -m bench gpu_fast: wall time, rule seconds,
+# Installs the carried wheels, unpacks the data, times one training step eager against a CUDA
+# graph replay ($OUT/gpu_step.json, python -m bench gpu_step, at most 70 s), samples the GPU's
+# busy share every 0.5 s, runs `snakemake --workflow-profile workflow/profiles/fast`
+# (pretrained: none, bench/gpu_fast.yaml) for `submission` and `summary`, stops it after LIMIT_S
+# seconds (default 440: the machine ends a command at 600 s), and writes $OUT/gpu_fast.json (python -m bench gpu_fast: wall time, rule seconds,
 # busy share, train img/s per model, OOF per stage and blend, test tiles, the wall time
 # extrapolated to all 18,600 test tiles) and $OUT/gpu_fast_logs.tar.gz. A stopped run keeps what
 # it finished: the JSON then says which targets were not reached.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/gpu_fast}
-LIMIT_S=${LIMIT_S:-480}
+LIMIT_S=${LIMIT_S:-440}
 mkdir -p "$OUT" /tmp/bin /tmp/tgs
 START=$(date +%s.%N)
 if [ -d .gpu/wheels ]; then # absent: the packages are installed already (a check on a CPU)
@@ -25,6 +26,7 @@ fi
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/bin:/tmp/site/bin:$PATH
 ln -sf "$(command -v python3)" /tmp/bin/python # the rules call `python -m saltseg`
 tar -xf .gpu/tgs.tar -C /tmp
+timeout 70 python3 -m bench gpu_step --steps 60 --out "$OUT/gpu_step.json" >"$OUT/gpu_step.log" 2>&1
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits \
   -lms 500 >"$OUT/gpu_samples.csv" 2>/dev/null &
 SAMPLER=$!
@@ -40,4 +42,4 @@ python3 -m bench.gpu_fast --results results --samples "$OUT/gpu_samples.csv" --r
 tar -czf "$OUT/gpu_fast_logs.tar.gz" results/logs results/benchmarks \
   $(find results -name history.csv -o -name cv.json) "$OUT/snakemake.log" 2>/dev/null
 tail -n 25 "$OUT/snakemake.log"
-cat "$OUT/gpu_fast.json"
+cat "$OUT/gpu_step.log" "$OUT/gpu_fast.json"

@@ -212,3 +212,12 @@ def test_predict_speed(tmp_path):
     out = tmp_path / "ps.json"
     run("predict_speed", "--jobs", "1", "--tiles", "256", "--repeats", "1", "--out", str(out))
     assert read(out)["rows"]
+
+
+def test_gpu_step_eager_rows_on_cpu(tmp_path):
+    """On a CPU only the eager rows run (graphs need CUDA): one net, one batch size."""
+    out = tmp_path / "step.json"
+    tiny = ["--nets", "unet34_pad128", "--batches", "2", "--warmup", "1", "--steps", "1"]
+    run("gpu_step", "--device", "cpu", *tiny, "--out", str(out))
+    (row,) = read(out)["rows"]
+    assert row["batch"] == 2 and not row["cuda_graph"] and row["images_per_s"] > 0
