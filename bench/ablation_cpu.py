@@ -23,16 +23,11 @@ import torch
 import yaml
 
 from bench.common import REPO, write_result
+from saltseg.binarize import best_cell, binarization_table, remove_small
 from saltseg.data import kaggle
 from saltseg.data.folds import make_folds
 from saltseg.inference.predict import predict_probs
-from saltseg.metrics import (
-    best_cell,
-    binarization_table,
-    bucket_scores,
-    competition_metric,
-    remove_small,
-)
+from saltseg.metrics import bucket_scores, competition_metric
 from saltseg.models import build_model
 from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 from saltseg.training.loop import fit

@@ -23,8 +23,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from bench.common import write_result
+from saltseg.binarize import remove_small
 from saltseg.data import kaggle
-from saltseg.metrics import remove_small, tile_scores
+from saltseg.metrics import tile_scores
 from saltseg.probs import align, read_probs
 
 

@@ -23,9 +23,10 @@ from torch import nn
 
 from bench.ablation_cpu import REPO, in_fold0, variants
 from bench.common import write_result
+from saltseg.binarize import best_cell, binarization_table, remove_small
 from saltseg.data import kaggle
 from saltseg.data.dataset import to_tensor
-from saltseg.metrics import best_cell, binarization_table, bucket_scores, remove_small
+from saltseg.metrics import bucket_scores
 from saltseg.models import build_model
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import write_result
+from saltseg.binarize import Cut, best_cell, binarization_table, binarize
 from saltseg.data import kaggle
-from saltseg.metrics import best_cell, binarization_table
-from saltseg.probs import Cut, align, binarize, read_probs
+from saltseg.probs import align, read_probs
 
 
 def empty_share(maps: np.ndarray, tiles: kaggle.Tiles, cut: Cut) -> float:

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from bench.common import write_result
+from saltseg.binarize import best_threshold
 from saltseg.data.folds import make_folds
 from saltseg.data.kaggle import Tiles
 from saltseg.inference.predict import predict_ensemble
-from saltseg.metrics import best_threshold, competition_metric
+from saltseg.metrics import competition_metric
 from saltseg.models import build_model
 from saltseg.runtime.device import resolve_runtime
 from saltseg.training.loop import fit

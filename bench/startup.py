@@ -30,7 +30,7 @@ IMPORTS = {
     "postprocess": "from saltseg import steps; steps.postprocess",
     "submit": "from saltseg import steps; steps.submit",
     "summary": "from saltseg import steps; steps.summary",
-    "plot-*": "from saltseg import report; from saltseg.steps import threshold_for",
+    "plot-*": "from saltseg import report; from saltseg.binarize import resolve_cut",
     "predict-section": "from saltseg.sections.predict import predict_section",
 }
 PROBE = """

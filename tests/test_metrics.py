@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from saltseg.metrics import best_threshold, competition_metric, tile_scores
+from saltseg.binarize import best_threshold
+from saltseg.metrics import competition_metric, tile_scores
 
 
 def square(size: int, n: int) -> np.ndarray:

@@ -16,18 +16,18 @@ from test_training import (
 )
 from tiny import TINY_MODEL
 
-from saltseg.losses import build_loss
-from saltseg.losses.empty import empty_loss, empty_target
-from saltseg.metrics import (
+from saltseg.binarize import (
+    Cut,
     best_binarization,
     best_cell,
     binarization_table,
-    bucket_scores,
-    coverage_bucket,
+    binarize,
     remove_small,
 )
+from saltseg.losses import build_loss
+from saltseg.losses.empty import empty_loss, empty_target
+from saltseg.metrics import bucket_scores, coverage_bucket
 from saltseg.models import build_model
-from saltseg.probs import Cut, binarize
 from saltseg.runtime.device import resolve_runtime
 from saltseg.training import budget, loop
 from saltseg.training.budget import budget_epochs, predict_forwards, slot_minutes

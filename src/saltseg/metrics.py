@@ -60,16 +60,3 @@ def bucket_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, fl
         n = int(pick.sum())
         out[name] = {"n": n, "score": float(scores[pick].mean()) if n else None}
     return out
-
-
-#: names that moved to :mod:`saltseg.binarize` (the cut and its tuning), still found here for
-#: the scripts of bench/ until they import them from there
-_MOVED = ("remove_small", "binarization_table", "best_cell", "best_binarization", "best_threshold")
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        from saltseg import binarize
-
-        return getattr(binarize, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

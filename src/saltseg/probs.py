@@ -92,13 +92,3 @@ def align(path: str | Path, ids: list[str], maps_ids: list[str], maps: np.ndarra
     if missing:
         raise InputError(path, f"expected a map for every tile id, {missing[0]!r} has none")
     return maps[[position[i] for i in ids]]
-
-
-def __getattr__(name: str):
-    """``Cut`` and ``binarize`` moved to :mod:`saltseg.binarize`; still found here for the
-    scripts of bench/ until they import them from there."""
-    if name in ("Cut", "binarize"):
-        from saltseg import binarize
-
-        return getattr(binarize, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

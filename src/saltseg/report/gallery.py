@@ -54,7 +54,7 @@ def plot_oof_gallery(
         data_dir: dataset in Kaggle layout (train images and masks).
         tile: tile side in pixels.
         oof_parquet: OOF probabilities (saltseg probability parquet, one map per train id).
-        threshold: the binarisation (a :class:`~saltseg.probs.Cut`, or a bare threshold).
+        threshold: the binarisation (a :class:`~saltseg.binarize.Cut`, or a bare threshold).
         out_png: the figure to write.
         n: how many of the worst tiles to draw (all when fewer).
         counts_json: when given, the counts, threshold and mean score are written there as JSON.
