@@ -223,3 +223,26 @@ def test_an_ensemble_of_one_member_copies_that_member(synth_dir, tmp_path, capsy
     assert ensemble("bad", "--cv-parts", str(member_cv), oof="rev.parquet") == 2
     assert "rev.parquet: expected one map per train id" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_each_subcommand_names_its_steps_keyword_arguments():
+    """Every option's ``dest`` is a keyword of the step the subcommand runs, and together they
+    give every keyword the step requires: the table in ``saltseg.cli`` is the only description."""
+    import importlib
+    import inspect
+
+    from saltseg.cli import COMMANDS, Derived
+
+    for name, spec in COMMANDS.items():
+        module, _, function = spec.step.partition(":")
+        params = inspect.signature(getattr(importlib.import_module(module), function)).parameters
+        given = {
+            o.dest for o in spec.options if isinstance(o, Derived) or (o.passed and not o.spread)
+        }
+        required = {
+            n
+            for n, p in params.items()
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+        assert given <= set(params), (name, given - set(params))
+        assert required <= given, (name, required - given)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from saltseg.errors import InputError
 from saltseg.io import WriteError
@@ -85,237 +89,8 @@ def _capped_threads(threads: int | None) -> int | None:
     return threads
 
 
-def _runtime_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--amp", default="auto", help="auto (CUDA, AMX CPUs), true, false")
-    p.add_argument("--channels-last", default="auto", help="auto (on), true, false")
-    p.add_argument(
-        "--threads",
-        type=INDEX,
-        default=0,
-        help="torch CPU threads (0: torch default; at most the CPUs the job may use)",
-    )
-    p.add_argument(
-        "--compile",
-        nargs="?",
-        const="true",
-        default="false",
-        choices=["true", "false"],
-        help="torch.compile the model for training (--compile alone: true)",
-    )
-    p.add_argument(
-        "--cuda-graphs",
-        default="auto",
-        choices=["auto", "true", "false"],
-        help="capture each CUDA training step as one graph (auto: on CUDA where a phase allows)",
-    )
-    p.add_argument(
-        "--jobs-per-gpu",
-        type=COUNT,
-        default=1,
-        help="jobs that share one GPU (--resources gpu=N*k on N GPUs); each caps its memory to 1/k",
-    )
-
-
-def _fold_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", required=True, help="dataset in Kaggle layout")
-    p.add_argument("--folds", required=True, help="folds.csv (id, fold)")
-    p.add_argument("--fold", type=INDEX, required=True)
-    p.add_argument("--n-folds", type=N_FOLDS, required=True)
-    p.add_argument("--tile-size", type=COUNT, default=101)
-
-
-def _combine_args(p: argparse.ArgumentParser) -> None:
-    """Arguments of the steps that combine probability files and score the OOF result."""
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=COUNT, default=101)
-    p.add_argument("--oof-parts", nargs="+", required=True)
-    p.add_argument("--test-parts", nargs="+", required=True)
-    p.add_argument("--oof", required=True, help="out: combined OOF probabilities")
-    p.add_argument("--test", required=True, help="out: combined test probabilities")
-    p.add_argument("--cv", required=True, help="out: OOF metric at 0.5 and tuned")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="saltseg", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("synth", help="generate a synthetic dataset in Kaggle layout")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=INDEX, default=0)
-    p.add_argument("--sections", type=COUNT, default=4)
-    p.add_argument("--rows", type=COUNT, default=8, help="tile rows per section")
-    p.add_argument("--cols", type=COUNT, default=10, help="tile columns per section")
-    p.add_argument("--train-fraction", type=_fraction, default=0.5)
-    p.add_argument("--blank-fraction", type=_fraction, default=0.03)
-    p.add_argument("--tile-size", type=COUNT, default=101)
-
-    p = sub.add_parser("folds", help="assign train tiles to stratified folds")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--n-folds", type=N_FOLDS, default=5)
-    p.add_argument("--seed", type=INDEX, default=0)
-    p.add_argument("--stratify", default="depth", help="depth, coverage or mosaic")
-    p.add_argument("--layout", help="mosaic tiles.parquet (for --stratify mosaic)")
-    p.add_argument("--tile-size", type=COUNT, default=101)
-
-    p = sub.add_parser("train", help="train one fold of one model")
-    _fold_args(p)
-    _runtime_args(p)
-    p.add_argument("--params", type=_json_object, required=True, help="the model's config as JSON")
-    p.add_argument("--seed", type=INDEX, default=0)
-    p.add_argument("--workers", type=INDEX, default=0, help="DataLoader worker processes")
-    p.add_argument("--pseudo", help="this fold's pseudo-labels (for phases with data: *pseudo)")
-    p.add_argument(
-        "--predict-tta", default="none,hflip", help="the fold's prediction TTA (for slot_minutes)"
-    )
-    p.add_argument(
-        "--predict-batch-size", type=COUNT, default=64, help="the prediction's (and validation's)"
-    )
-    p.add_argument("--context", help="the context rule's windows (models with context)")
-    p.add_argument("--out-dir", required=True)
-
-    p = sub.add_parser("predict", help="predict one fold's model on its OOF and the test tiles")
-    _fold_args(p)
-    _runtime_args(p)
-    p.add_argument("--model", required=True, help="model.pt written by train")
-    p.add_argument("--tta", default="none,hflip", help="comma-separated: none, hflip")
-    p.add_argument("--batch-size", type=COUNT, default=64)
-    p.add_argument("--oof", required=True)
-    p.add_argument("--test", required=True)
-    p.add_argument("--context", help="the context rule's windows (models with context)")
-
-    _combine_args(sub.add_parser("merge", help="join fold OOF maps, average fold test maps"))
-    p = sub.add_parser("ensemble", help="weighted average of several models' OOF and test maps")
-    _combine_args(p)
-    p.add_argument(
-        "--weights", nargs="+", type=_non_negative, help="one per model (default: equal)"
-    )
-    p.add_argument("--members", help="out: members.json, each member's folder and weight")
-    p.add_argument("--cv-parts", nargs="+", help="each member's cv.json (one member: copied)")
-
-    p = sub.add_parser("mosaic", help="assemble all tiles into mosaics from their pixels")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=COUNT, default=101)
-    p.add_argument("--tiles", required=True, help="out: id, mosaic_id, x, y (parquet)")
-    p.add_argument("--pairs", required=True, help="out: neighbouring pairs and scores (parquet)")
-    p.add_argument("--png-dir", required=True, help="out: drawings of the largest mosaics")
-    p.add_argument("--draw", type=INDEX, default=5, help="how many of the largest to draw")
-
-    p = sub.add_parser("context", help="cache each tile's window with its mosaic neighbours")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=COUNT, default=101)
-    p.add_argument("--layout", required=True, help="mosaic tiles.parquet")
-    p.add_argument("--pairs", required=True, help="mosaic pairs.parquet (seam ratios)")
-    p.add_argument("--margin", type=INDEX, required=True, help="context pixels on each side")
-    p.add_argument(
-        "--max-ratio", type=_non_negative, default=1.0, help="trust seams below this ratio"
-    )
-    p.add_argument("--out", required=True, help="out: the windows (.npz)")
-
-    p = sub.add_parser("postprocess", help="binarise test maps, apply mosaic rules if OOF gains")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=COUNT, default=101)
-    p.add_argument("--layout", required=True, help="mosaic tiles.parquet")
-    p.add_argument("--folds", required=True)
-    p.add_argument("--n-folds", type=N_FOLDS, required=True)
-    p.add_argument("--oof", required=True, help="OOF probabilities of the blend")
-    p.add_argument("--probs", required=True, help="test probabilities of the blend")
-    p.add_argument("--cv", required=True, help="cv.json with the OOF-tuned threshold")
-    p.add_argument("--threshold", choices=["fixed", "tuned"], default="tuned")
-    p.add_argument("--enabled", choices=["true", "false"], default="true")
-    p.add_argument("--masks", required=True, help="out: final binary test masks (parquet)")
-    p.add_argument("--report", required=True, help="out: OOF before/after, gain, applied")
-    p.add_argument("--changes", required=True, help="out: changed test tiles (csv)")
-
-    p = sub.add_parser("pseudo", help="confident test tiles as pseudo-labels, dealt into folds")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=COUNT, default=101)
-    p.add_argument(
-        "--probs", nargs="+", required=True, help="test probabilities, averaged (one per model)"
-    )
-    p.add_argument("--method", choices=["confident", "phalanx"], default="confident")
-    p.add_argument("--min-confidence", type=_fraction, default=0.9)
-    p.add_argument("--n-folds", type=N_FOLDS, required=True)
-    p.add_argument("--seed", type=INDEX, default=0)
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("submit", help="write the Kaggle submission CSV")
-    p.add_argument("--masks", required=True, help="binary test masks from postprocess")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=COUNT, default=101)
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("summary", help="results/summary.csv: OOF of every model and the blend")
-    p.add_argument("--model-cvs", nargs="+", required=True, help="results/<stage>/<model>/cv.json")
-    p.add_argument("--fold-metrics", nargs="+", required=True, help="every fold's metrics.json")
-    p.add_argument("--ensemble-cvs", nargs="+", required=True, help="each stage's ensemble")
-    p.add_argument("--blend-cv", required=True)
-    p.add_argument("--postprocess", required=True, help="postprocess report.json")
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("plot-curves", help="report: training curves of one model, a line per fold")
-    p.add_argument("--history", nargs="+", required=True, help="history.csv files, one per fold")
-    p.add_argument("--title", default=None)
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("plot-gallery", help="report: worst OOF tiles and empty/non-empty counts")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=COUNT, default=101)
-    p.add_argument("--oof", required=True)
-    p.add_argument("--cv", required=True)
-    p.add_argument("--threshold", choices=["fixed", "tuned"], default="tuned")
-    p.add_argument("--n", type=COUNT, default=24)
-    p.add_argument("--out", required=True)
-    p.add_argument("--counts", required=True, help="out: confusion counts (json)")
-
-    p = sub.add_parser("plot-mosaics", help="report: mosaics before and after post-processing")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--tile-size", type=COUNT, default=101)
-    p.add_argument("--layout", required=True)
-    p.add_argument("--before", required=True, help="ensemble test probabilities")
-    p.add_argument("--after", required=True, help="post-processed test masks")
-    p.add_argument("--oof", help="OOF probabilities of the same models: draws sections too")
-    p.add_argument("--cv", required=True)
-    p.add_argument("--threshold", choices=["fixed", "tuned"], default="tuned")
-    p.add_argument("--n", type=COUNT, default=3)
-    p.add_argument("--out-dir", required=True)
-
-    p = sub.add_parser("plot-runtimes", help="report: run time per rule from benchmark files")
-    p.add_argument("--benchmarks", nargs="+", required=True, help="<rule>/<job>.tsv files")
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("predict-section", help="predict a whole section/volume (SEG-Y, npy, png)")
-    _runtime_args(p)
-    p.add_argument(
-        "--models",
-        required=True,
-        help="results/blend (the blend's members and weights), a stage or a model directory",
-    )
-    p.add_argument("--model-files", nargs="*", help="use only these model.pt files")
-    p.add_argument("--input", required=True, help=".sgy/.segy, .npy, .png or .tif")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--stride", type=COUNT, default=50, help="step between overlapping tiles")
-    p.add_argument("--batch-size", type=COUNT, default=64)
-    p.add_argument("--tta", default="none,hflip", help="comma-separated: none, hflip")
-    p.add_argument("--threshold", default="tuned", help="tuned, fixed (0.5) or a number")
-    p.add_argument("--cv", help="the cv.json whose tuned threshold to use (default: found)")
-    p.add_argument("--axis", choices=["inline", "crossline"], default="inline")
-
-    p = sub.add_parser("model-summary", help="one JSON line: size, geometry, output, CPU time")
-    p.add_argument("preset", help="an architecture name (see saltseg.models.ARCHITECTURES)")
-    p.add_argument("--tile-size", type=COUNT, default=101)
-    p.add_argument("--batch", type=COUNT, default=2)
-    p.add_argument("--threads", type=COUNT, default=None)
-    p.add_argument(
-        "--model", type=_json_object, default="{}", help="the preset's keyword overrides as JSON"
-    )
-    for name, command in sub.choices.items():
-        command.set_defaults(func=COMMANDS[name])
-    return parser
-
-
 def _runtime(args: argparse.Namespace):
+    """The runtime options as a ``Runtime`` (threads capped, CPU memory kept, GPU share capped)."""
     import torch
 
     from saltseg.runtime.device import keep_freed_memory, resolve_runtime
@@ -342,296 +117,452 @@ def _gpu_slots(device: str) -> int:
     return torch.cuda.device_count()  # asks NVML; CUDA itself starts only after the claim
 
 
-def _synth(args: argparse.Namespace) -> None:
-    from saltseg.data.synthetic import generate
-
-    generate(
-        args.out,
-        seed=args.seed,
-        sections=args.sections,
-        rows=args.rows,
-        cols=args.cols,
-        train_fraction=args.train_fraction,
-        blank_fraction=args.blank_fraction,
-        tile=args.tile_size,
-    )
-
-
-def _model_summary(args: argparse.Namespace) -> None:
-    from saltseg.models.summary import model_summary
-
-    print(
-        json.dumps(
-            model_summary(
-                args.preset,
-                args.tile_size,
-                args.batch,
-                threads=_capped_threads(args.threads),
-                **args.model,
-            )
-        )
-    )
-
-
-def _folds(args: argparse.Namespace) -> None:
-    from saltseg import steps
-
-    steps.folds(
-        args.data_dir,
-        args.out,
-        n_folds=args.n_folds,
-        seed=args.seed,
-        stratify=args.stratify,
-        tile=args.tile_size,
-        layout=args.layout,
-    )
-
-
-def _train(args: argparse.Namespace) -> None:
-    from saltseg import steps
+def _claim_gpu(args: argparse.Namespace):
+    """Held around the step: one GPU slot, claimed before CUDA starts (so before ``_runtime``)."""
     from saltseg.runtime.gpus import claim_gpu
 
-    with claim_gpu(_gpu_slots(args.device), jobs_per_gpu=args.jobs_per_gpu):
-        steps.train(
-            args.data_dir,
-            args.folds,
-            fold=args.fold,
-            n_folds=args.n_folds,
-            params=args.params,
-            tile=args.tile_size,
-            seed=args.seed,
-            runtime=_runtime(args),
-            out_dir=args.out_dir,
-            workers=args.workers,
-            pseudo=args.pseudo,
-            context=args.context,
-            predict_tta=tuple(args.predict_tta.split(",")),
-            predict_batch_size=args.predict_batch_size,
-        )
+    return claim_gpu(_gpu_slots(args.device), jobs_per_gpu=args.jobs_per_gpu)
 
 
-def _predict(args: argparse.Namespace) -> None:
-    from saltseg import steps
-    from saltseg.runtime.gpus import claim_gpu
+def _cut(args: argparse.Namespace):
+    """``--threshold fixed|tuned`` with the ``--cv`` that holds the tuned cut, as one cut."""
+    from saltseg.binarize import resolve_cut
 
-    with claim_gpu(_gpu_slots(args.device), jobs_per_gpu=args.jobs_per_gpu):
-        steps.predict(
-            args.model,
-            args.data_dir,
-            args.folds,
-            fold=args.fold,
-            n_folds=args.n_folds,
-            tile=args.tile_size,
-            runtime=_runtime(args),
-            tta=args.tta.split(","),
-            batch_size=args.batch_size,
-            oof_out=args.oof,
-            test_out=args.test,
-            context=args.context,
-        )
+    return resolve_cut(args.threshold, args.cv)
 
 
-def _merge(args: argparse.Namespace) -> None:
-    from saltseg import steps
-
-    steps.merge(
-        args.data_dir,
-        args.tile_size,
-        oof_parts=args.oof_parts,
-        test_parts=args.test_parts,
-        oof_out=args.oof,
-        test_out=args.test,
-        cv_out=args.cv,
-    )
+def _comma_tuple(text: str) -> tuple[str, ...]:
+    return tuple(text.split(","))
 
 
-def _ensemble(args: argparse.Namespace) -> None:
-    from saltseg import steps
-
-    steps.ensemble(
-        args.data_dir,
-        args.tile_size,
-        oof_parts=args.oof_parts,
-        test_parts=args.test_parts,
-        weights=args.weights,
-        oof_out=args.oof,
-        test_out=args.test,
-        cv_out=args.cv,
-        members_out=args.members,
-        cv_parts=args.cv_parts,
-    )
+def _true(text: str) -> bool:
+    return text == "true"
 
 
-def _mosaic(args: argparse.Namespace) -> None:
-    from saltseg import steps
-
-    steps.mosaic(
-        args.data_dir,
-        args.tile_size,
-        tiles_out=args.tiles,
-        pairs_out=args.pairs,
-        png_dir=args.png_dir,
-        n_draw=args.draw,
-    )
+def _or_none(values: list[str] | None) -> list[str] | None:
+    return values or None
 
 
-def _context(args: argparse.Namespace) -> None:
-    from saltseg import steps
-
-    steps.context_windows(
-        args.data_dir,
-        args.tile_size,
-        layout=args.layout,
-        pairs=args.pairs,
-        margin=args.margin,
-        max_ratio=args.max_ratio,
-        out=args.out,
-    )
-
-
-def _postprocess(args: argparse.Namespace) -> None:
-    from saltseg import steps
-
-    steps.postprocess(
-        args.data_dir,
-        args.tile_size,
-        layout=args.layout,
-        folds_csv=args.folds,
-        n_folds=args.n_folds,
-        oof_probs=args.oof,
-        test_probs=args.probs,
-        cv_json=args.cv,
-        threshold=args.threshold,
-        enabled=args.enabled == "true",
-        masks_out=args.masks,
-        report_out=args.report,
-        changes_out=args.changes,
-    )
-
-
-def _pseudo(args: argparse.Namespace) -> None:
-    from saltseg import steps
-
-    steps.pseudo_labels(
-        args.data_dir,
-        args.tile_size,
-        test_probs=args.probs,
-        method=args.method,
-        min_confidence=args.min_confidence,
-        n_folds=args.n_folds,
-        seed=args.seed,
-        out=args.out,
-    )
-
-
-def _submit(args: argparse.Namespace) -> None:
-    from saltseg import steps
-
-    steps.submit(args.masks, args.data_dir, tile=args.tile_size, out=args.out)
-
-
-def _summary(args: argparse.Namespace) -> None:
-    from saltseg import steps
-
-    steps.summary(
-        model_cvs=args.model_cvs,
-        fold_metrics=args.fold_metrics,
-        ensemble_cvs=args.ensemble_cvs,
-        blend_cv=args.blend_cv,
-        postprocess_report=args.postprocess,
-        out=args.out,
-    )
-
-
-def _predict_section(args: argparse.Namespace) -> None:
-    from saltseg.runtime.gpus import claim_gpu
-    from saltseg.sections import predict_section
-
-    with claim_gpu(_gpu_slots(args.device), jobs_per_gpu=args.jobs_per_gpu):
-        predict_section(
-            args.models,
-            args.input,
-            args.out,
-            stride=args.stride,
-            batch_size=args.batch_size,
-            tta=tuple(args.tta.split(",")),
-            threshold=args.threshold,
-            axis=args.axis,
-            runtime=_runtime(args),
-            model_files=args.model_files or None,
-            cv=args.cv,
-        )
-
-
-def _plot_curves(args: argparse.Namespace) -> None:
+def _by_fold(histories: list[str]) -> dict[str, str]:
+    """history.csv files keyed by their folder (the fold's name)."""
     from pathlib import Path
 
-    from saltseg import report
-
-    histories = {Path(h).parent.name: h for h in args.history}
-    report.plot_training_curves(histories, args.out, title=args.title)
+    return {Path(h).parent.name: h for h in histories}
 
 
-def _plot_gallery(args: argparse.Namespace) -> None:
-    from saltseg import report
-    from saltseg.binarize import resolve_cut
+class Opt(NamedTuple):
+    """One option: its flags, its ``add_argument`` settings and how its value reaches the step."""
 
-    report.plot_oof_gallery(
-        args.data_dir,
-        args.tile_size,
-        args.oof,
-        threshold=resolve_cut(args.threshold, args.cv),
-        out_png=args.out,
-        n=args.n,
-        counts_json=args.counts,
+    flags: tuple[str, ...]
+    dest: str  # the step's keyword argument
+    settings: dict[str, Any]
+    convert: Callable[[Any], Any] | None = None  # applied to the parsed value
+    passed: bool = True  # False: only read by a ``Derived`` keyword (--cv of a cut, --device)
+    spread: bool = False  # a dict whose items are keyword arguments (model-summary --model)
+
+
+class Derived(NamedTuple):
+    """A keyword argument built from several parsed options; ``around`` is a context held while
+    the step runs, entered before ``build`` (GPU slot claiming)."""
+
+    dest: str
+    build: Callable[[argparse.Namespace], Any]
+    around: Callable[[argparse.Namespace], contextlib.AbstractContextManager] | None = None
+
+
+def opt(*flags: str, dest: str | None = None, convert=None, passed=True, spread=False, **settings):
+    """An ``Opt``; its value goes to the step's keyword ``dest`` (default: the flag's name). A
+    ``dest`` unlike the flag keeps the flag's name in the help (``--tile-size TILE_SIZE``)."""
+    named = flags[0].lstrip("-").replace("-", "_")
+    if dest is not None and dest != named and flags[0].startswith("-"):
+        if "choices" not in settings:
+            settings.setdefault("metavar", named.upper())
+    return Opt(flags, dest or named, settings, convert, passed, spread)
+
+
+class Command(NamedTuple):
+    """One subcommand: the step it runs (``module:function``, imported only when it runs, so
+    ``saltseg -h`` and the cheap steps stay fast), its help and its options."""
+
+    step: str
+    help: str
+    options: tuple[Opt | Derived, ...]
+    show: bool = False  # print the step's result as one JSON line
+
+
+def command(step: str, help: str, *options, show: bool = False) -> Command:
+    """A ``Command``; ``options`` are ``Opt``/``Derived`` items or tuples of them (groups)."""
+    flat = []
+    for item in options:
+        flat.extend([item] if isinstance(item, (Opt, Derived)) else item)
+    return Command(step, help, tuple(flat), show)
+
+
+DATA_DIR = opt("--data-dir", required=True, help="dataset in Kaggle layout")
+TILE = opt("--tile-size", dest="tile", type=COUNT, default=101)
+SEED = opt("--seed", type=INDEX, default=0)
+OUT = opt("--out", required=True)
+CONTEXT = opt("--context", help="the context rule's windows (models with context)")
+TTA = opt("--tta", default="none,hflip", convert=_comma_tuple, help="comma-separated: none, hflip")
+BATCH_SIZE = opt("--batch-size", type=COUNT, default=64)
+
+#: the runtime options, passed to the step as one ``runtime``, with a GPU slot held around it
+RUNTIME = (
+    opt("--device", default="auto", passed=False, help="auto, cpu, cuda or cuda:N"),
+    opt("--amp", default="auto", passed=False, help="auto (CUDA, AMX CPUs), true, false"),
+    opt("--channels-last", default="auto", passed=False, help="auto (on), true, false"),
+    opt(
+        "--threads",
+        type=INDEX,
+        default=0,
+        passed=False,
+        help="torch CPU threads (0: torch default; at most the CPUs the job may use)",
+    ),
+    opt(
+        "--compile",
+        nargs="?",
+        const="true",
+        default="false",
+        choices=["true", "false"],
+        passed=False,
+        help="torch.compile the model for training (--compile alone: true)",
+    ),
+    opt(
+        "--cuda-graphs",
+        default="auto",
+        choices=["auto", "true", "false"],
+        passed=False,
+        help="capture each CUDA training step as one graph (auto: on CUDA where a phase allows)",
+    ),
+    opt(
+        "--jobs-per-gpu",
+        type=COUNT,
+        default=1,
+        passed=False,
+        help="jobs that share one GPU (--resources gpu=N*k on N GPUs); each caps its memory to 1/k",
+    ),
+    Derived("runtime", _runtime, around=_claim_gpu),
+)
+
+#: one fold of the split
+FOLD = (
+    DATA_DIR,
+    opt("--folds", dest="folds_csv", required=True, help="folds.csv (id, fold)"),
+    opt("--fold", type=INDEX, required=True),
+    opt("--n-folds", type=N_FOLDS, required=True),
+    TILE,
+)
+
+#: the steps that combine probability files and score the OOF result
+COMBINE = (
+    DATA_DIR,
+    TILE,
+    opt("--oof-parts", nargs="+", required=True),
+    opt("--test-parts", nargs="+", required=True),
+    opt("--oof", dest="oof_out", required=True, help="out: combined OOF probabilities"),
+    opt("--test", dest="test_out", required=True, help="out: combined test probabilities"),
+    opt("--cv", dest="cv_out", required=True, help="out: OOF metric at 0.5 and tuned"),
+)
+
+
+def cut(dest: str) -> tuple:
+    """``--cv`` and ``--threshold fixed|tuned``, passed to the step as one cut named ``dest``."""
+    return (
+        opt("--cv", required=True, passed=False),
+        opt("--threshold", choices=["fixed", "tuned"], default="tuned", passed=False),
+        Derived(dest, _cut),
     )
 
 
-def _plot_mosaics(args: argparse.Namespace) -> None:
-    from saltseg import report
-    from saltseg.binarize import resolve_cut
-
-    report.plot_mosaics_before_after(
-        args.layout,
-        args.data_dir,
-        args.tile_size,
-        test_masks_before=args.before,
-        test_masks_after=args.after,
-        out_dir=args.out_dir,
-        n=args.n,
-        threshold_before=resolve_cut(args.threshold, args.cv),
-        oof=args.oof,
-    )
-
-
-def _plot_runtimes(args: argparse.Namespace) -> None:
-    from saltseg import report
-
-    report.plot_rule_runtimes(args.benchmarks, args.out)
-
-
-#: each subcommand's handler (set as the subparser's ``func`` default); handlers import the
-#: library late, so ``saltseg -h`` and the cheap steps stay fast
+#: every subcommand, in the order ``saltseg -h`` lists them
 COMMANDS = {
-    "synth": _synth,
-    "folds": _folds,
-    "train": _train,
-    "predict": _predict,
-    "merge": _merge,
-    "ensemble": _ensemble,
-    "mosaic": _mosaic,
-    "postprocess": _postprocess,
-    "pseudo": _pseudo,
-    "context": _context,
-    "submit": _submit,
-    "summary": _summary,
-    "plot-curves": _plot_curves,
-    "plot-gallery": _plot_gallery,
-    "plot-mosaics": _plot_mosaics,
-    "plot-runtimes": _plot_runtimes,
-    "predict-section": _predict_section,
-    "model-summary": _model_summary,
+    "synth": command(
+        "saltseg.data.synthetic:generate",
+        "generate a synthetic dataset in Kaggle layout",
+        OUT,
+        SEED,
+        opt("--sections", type=COUNT, default=4),
+        opt("--rows", type=COUNT, default=8, help="tile rows per section"),
+        opt("--cols", type=COUNT, default=10, help="tile columns per section"),
+        opt("--train-fraction", type=_fraction, default=0.5),
+        opt("--blank-fraction", type=_fraction, default=0.03),
+        TILE,
+    ),
+    "folds": command(
+        "saltseg.steps:folds",
+        "assign train tiles to stratified folds",
+        DATA_DIR,
+        OUT,
+        opt("--n-folds", type=N_FOLDS, default=5),
+        SEED,
+        opt("--stratify", default="depth", help="depth, coverage or mosaic"),
+        opt("--layout", help="mosaic tiles.parquet (for --stratify mosaic)"),
+        TILE,
+    ),
+    "train": command(
+        "saltseg.steps:train",
+        "train one fold of one model",
+        FOLD,
+        RUNTIME,
+        opt("--params", type=_json_object, required=True, help="the model's config as JSON"),
+        SEED,
+        opt("--workers", type=INDEX, default=0, help="DataLoader worker processes"),
+        opt("--pseudo", help="this fold's pseudo-labels (for phases with data: *pseudo)"),
+        opt(
+            "--predict-tta",
+            default="none,hflip",
+            convert=_comma_tuple,
+            help="the fold's prediction TTA (for slot_minutes)",
+        ),
+        opt(
+            "--predict-batch-size",
+            type=COUNT,
+            default=64,
+            help="the prediction's (and validation's)",
+        ),
+        CONTEXT,
+        opt("--out-dir", required=True),
+    ),
+    "predict": command(
+        "saltseg.steps:predict",
+        "predict one fold's model on its OOF and the test tiles",
+        FOLD,
+        RUNTIME,
+        opt("--model", dest="model_pt", required=True, help="model.pt written by train"),
+        TTA,
+        BATCH_SIZE,
+        opt("--oof", dest="oof_out", required=True),
+        opt("--test", dest="test_out", required=True),
+        CONTEXT,
+    ),
+    "merge": command("saltseg.steps:merge", "join fold OOF maps, average fold test maps", COMBINE),
+    "ensemble": command(
+        "saltseg.steps:ensemble",
+        "weighted average of several models' OOF and test maps",
+        COMBINE,
+        opt("--weights", nargs="+", type=_non_negative, help="one per model (default: equal)"),
+        opt(
+            "--members",
+            dest="members_out",
+            help="out: members.json, each member's folder and weight",
+        ),
+        opt("--cv-parts", nargs="+", help="each member's cv.json (one member: copied)"),
+    ),
+    "mosaic": command(
+        "saltseg.steps:mosaic",
+        "assemble all tiles into mosaics from their pixels",
+        DATA_DIR,
+        TILE,
+        opt("--tiles", dest="tiles_out", required=True, help="out: id, mosaic_id, x, y (parquet)"),
+        opt(
+            "--pairs",
+            dest="pairs_out",
+            required=True,
+            help="out: neighbouring pairs and scores (parquet)",
+        ),
+        opt("--png-dir", required=True, help="out: drawings of the largest mosaics"),
+        opt("--draw", dest="n_draw", type=INDEX, default=5, help="how many of the largest to draw"),
+    ),
+    "context": command(
+        "saltseg.steps:context_windows",
+        "cache each tile's window with its mosaic neighbours",
+        DATA_DIR,
+        TILE,
+        opt("--layout", required=True, help="mosaic tiles.parquet"),
+        opt("--pairs", required=True, help="mosaic pairs.parquet (seam ratios)"),
+        opt("--margin", type=INDEX, required=True, help="context pixels on each side"),
+        opt("--max-ratio", type=_non_negative, default=1.0, help="trust seams below this ratio"),
+        opt("--out", required=True, help="out: the windows (.npz)"),
+    ),
+    "postprocess": command(
+        "saltseg.steps:postprocess",
+        "binarise test maps, apply mosaic rules if OOF gains",
+        DATA_DIR,
+        TILE,
+        opt("--layout", required=True, help="mosaic tiles.parquet"),
+        opt("--folds", dest="folds_csv", required=True),
+        opt("--n-folds", type=N_FOLDS, required=True),
+        opt("--oof", dest="oof_probs", required=True, help="OOF probabilities of the blend"),
+        opt("--probs", dest="test_probs", required=True, help="test probabilities of the blend"),
+        opt("--cv", dest="cv_json", required=True, help="cv.json with the OOF-tuned threshold"),
+        opt("--threshold", choices=["fixed", "tuned"], default="tuned"),
+        opt("--enabled", choices=["true", "false"], default="true", convert=_true),
+        opt(
+            "--masks",
+            dest="masks_out",
+            required=True,
+            help="out: final binary test masks (parquet)",
+        ),
+        opt(
+            "--report",
+            dest="report_out",
+            required=True,
+            help="out: OOF before/after, gain, applied",
+        ),
+        opt("--changes", dest="changes_out", required=True, help="out: changed test tiles (csv)"),
+    ),
+    "pseudo": command(
+        "saltseg.steps:pseudo_labels",
+        "confident test tiles as pseudo-labels, dealt into folds",
+        DATA_DIR,
+        TILE,
+        opt(
+            "--probs",
+            dest="test_probs",
+            nargs="+",
+            required=True,
+            help="test probabilities, averaged (one per model)",
+        ),
+        opt("--method", choices=["confident", "phalanx"], default="confident"),
+        opt("--min-confidence", type=_fraction, default=0.9),
+        opt("--n-folds", type=N_FOLDS, required=True),
+        SEED,
+        OUT,
+    ),
+    "submit": command(
+        "saltseg.steps:submit",
+        "write the Kaggle submission CSV",
+        opt("--masks", dest="masks_path", required=True, help="binary test masks from postprocess"),
+        DATA_DIR,
+        TILE,
+        OUT,
+    ),
+    "summary": command(
+        "saltseg.steps:summary",
+        "results/summary.csv: OOF of every model and the blend",
+        opt("--model-cvs", nargs="+", required=True, help="results/<stage>/<model>/cv.json"),
+        opt("--fold-metrics", nargs="+", required=True, help="every fold's metrics.json"),
+        opt("--ensemble-cvs", nargs="+", required=True, help="each stage's ensemble"),
+        opt("--blend-cv", required=True),
+        opt(
+            "--postprocess",
+            dest="postprocess_report",
+            required=True,
+            help="postprocess report.json",
+        ),
+        OUT,
+    ),
+    "plot-curves": command(
+        "saltseg.report:plot_training_curves",
+        "report: training curves of one model, a line per fold",
+        opt(
+            "--history",
+            dest="histories",
+            nargs="+",
+            required=True,
+            convert=_by_fold,
+            help="history.csv files, one per fold",
+        ),
+        opt("--title", default=None),
+        opt("--out", dest="out_png", required=True),
+    ),
+    "plot-gallery": command(
+        "saltseg.report:plot_oof_gallery",
+        "report: worst OOF tiles and empty/non-empty counts",
+        DATA_DIR,
+        TILE,
+        opt("--oof", dest="oof_parquet", required=True),
+        cut("threshold"),
+        opt("--n", type=COUNT, default=24),
+        opt("--out", dest="out_png", required=True),
+        opt("--counts", dest="counts_json", required=True, help="out: confusion counts (json)"),
+    ),
+    "plot-mosaics": command(
+        "saltseg.report:plot_mosaics_before_after",
+        "report: mosaics before and after post-processing",
+        DATA_DIR,
+        TILE,
+        opt("--layout", dest="layout_parquet", required=True),
+        opt(
+            "--before", dest="test_masks_before", required=True, help="ensemble test probabilities"
+        ),
+        opt("--after", dest="test_masks_after", required=True, help="post-processed test masks"),
+        opt("--oof", help="OOF probabilities of the same models: draws sections too"),
+        cut("threshold_before"),
+        opt("--n", type=COUNT, default=3),
+        opt("--out-dir", required=True),
+    ),
+    "plot-runtimes": command(
+        "saltseg.report:plot_rule_runtimes",
+        "report: run time per rule from benchmark files",
+        opt("--benchmarks", nargs="+", required=True, help="<rule>/<job>.tsv files"),
+        opt("--out", dest="out_png", required=True),
+    ),
+    "predict-section": command(
+        "saltseg.sections:predict_section",
+        "predict a whole section/volume (SEG-Y, npy, png)",
+        RUNTIME,
+        opt(
+            "--models",
+            dest="models_dir",
+            required=True,
+            help="results/blend (the blend's members and weights), a stage or a model directory",
+        ),
+        opt("--model-files", nargs="*", convert=_or_none, help="use only these model.pt files"),
+        opt("--input", dest="input_path", required=True, help=".sgy/.segy, .npy, .png or .tif"),
+        opt("--out", dest="out_dir", required=True, help="output directory"),
+        opt("--stride", type=COUNT, default=50, help="step between overlapping tiles"),
+        BATCH_SIZE,
+        TTA,
+        opt("--threshold", default="tuned", help="tuned, fixed (0.5) or a number"),
+        opt("--cv", help="the cv.json whose tuned threshold to use (default: found)"),
+        opt("--axis", choices=["inline", "crossline"], default="inline"),
+    ),
+    "model-summary": command(
+        "saltseg.models.summary:model_summary",
+        "one JSON line: size, geometry, output, CPU time",
+        opt("preset", help="an architecture name (see saltseg.models.ARCHITECTURES)"),
+        TILE,
+        opt("--batch", type=COUNT, default=2),
+        opt("--threads", type=COUNT, default=None, convert=_capped_threads),
+        opt(
+            "--model",
+            dest="overrides",
+            type=_json_object,
+            default="{}",
+            spread=True,
+            help="the preset's keyword overrides as JSON",
+        ),
+        show=True,
+    ),
 }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="saltseg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, spec in COMMANDS.items():
+        p = sub.add_parser(name, help=spec.help)
+        for option in spec.options:
+            if isinstance(option, Opt):
+                named = {} if not option.flags[0].startswith("-") else {"dest": option.dest}
+                p.add_argument(*option.flags, **named, **option.settings)
+    return parser
+
+
+def run(spec: Command, args: argparse.Namespace) -> Any:
+    """Call ``spec``'s step with each option's value as its ``dest`` keyword argument."""
+    module, _, name = spec.step.partition(":")
+    step = getattr(importlib.import_module(module), name)
+    kwargs: dict[str, Any] = {}
+    for option in spec.options:
+        if isinstance(option, Opt) and option.passed:
+            value = getattr(args, option.dest)
+            value = option.convert(value) if option.convert else value
+            if option.spread:
+                kwargs.update(value)
+            else:
+                kwargs[option.dest] = value
+    derived = [option for option in spec.options if isinstance(option, Derived)]
+    with contextlib.ExitStack() as held:
+        for option in derived:
+            if option.around:
+                held.enter_context(option.around(args))
+        kwargs.update({option.dest: option.build(args) for option in derived})
+        result = step(**kwargs)
+    if spec.show:
+        print(json.dumps(result))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -640,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        args.func(args)
+        run(COMMANDS[args.command], args)
     except (InputError, WriteError) as err:  # one line naming the file/field, no traceback
         print(f"saltseg {args.command}: error: {err}", file=sys.stderr)
         return 2

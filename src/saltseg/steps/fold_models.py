@@ -176,7 +176,7 @@ def predict(
     n_folds: int,
     tile: int,
     runtime: Runtime,
-    tta: list[str],
+    tta: tuple[str, ...],
     batch_size: int,
     oof_out: str,
     test_out: str,
