@@ -23,7 +23,7 @@ if [ -d .gpu/wheels ]; then # absent: the packages are installed already (a chec
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .gpu/wheels/*.whl || exit 1
 fi
-export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/bin:/tmp/site/bin:$PATH
+export PYTHONPATH=/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/bin:/tmp/site/bin:$PATH
 ln -sf "$(command -v python3)" /tmp/bin/python # the rules call `python -m saltseg`
 tar -xf .gpu/tgs.tar -C /tmp
 timeout 70 python3 -m bench gpu_step --steps 60 --out "$OUT/gpu_step.json" >"$OUT/gpu_step.log" 2>&1
