@@ -146,32 +146,13 @@ def test_ablation_then_pseudo_quality_and_empty_gate(tmp_path, data):
     )
     rows = read(tmp_path / "a.json")["rows"]
     assert [row["variant"] for row in rows] == [variant]
+    teacher = ["--data-dir", str(data), "--variant", variant, "--work", str(work)]
     out = tmp_path / "p.json"
-    run(
-        "pseudo_quality",
-        "--data-dir",
-        str(data),
-        "--variant",
-        variant,
-        "--work",
-        str(work),
-        "--out",
-        str(out),
-    )
+    run("pseudo_quality", *teacher, "--out", str(out))
     assert read(out)["teacher_variant"] == variant
     pytest.importorskip("sklearn")
     out = tmp_path / "e.json"
-    run(
-        "empty_gate",
-        "--data-dir",
-        str(data),
-        "--variant",
-        variant,
-        "--work",
-        str(work),
-        "--out",
-        str(out),
-    )
+    run("empty_gate", *teacher, "--out", str(out))
     assert "gates" in read(out)
 
 
