@@ -1,10 +1,14 @@
-"""The benchmarks' shared helpers: machine and commit, a speed probe, rule seconds, and
-:func:`write_result`, which writes one shared header and never overwrites a result.
+"""The benchmarks' shared helpers: machine and commit, the training-speed timer and the speed
+probe built on it, rule seconds, and :func:`write_result`, which writes one shared header and
+never overwrites a result.
 
 A result is ``{"bench", "date", "commit", "machine", ["speed_probe",] "command", ...payload}``,
 written once to ``bench/records/<bench>-<YYYY-MM-DD>.json`` (``-2``, ``-3``, ... when that day
 already has one) or to an explicit ``--out`` path that must not exist yet. Results are cited by
 name in docs/, so a file, once written, is never rewritten: a rerun makes a new one.
+
+This module imports no other module of the package (the benches import it), so ``bench`` has no
+import cycle; torch and saltseg are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -19,8 +23,14 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "records"  # not results/: .gitignore ignores every results/
+# The network and settings that bench/cpu_speed.py times; bs16 is also the speed probe.
+SPEED = yaml.safe_load((REPO / "bench" / "experiments" / "cpu_speed.yaml").read_text())
+SPEED_MODEL, SPEED_SETTINGS = SPEED["model"], SPEED["settings"]
+SPEED_REFERENCE = REPO / "bench" / "cpu_speed.json"  # the probe's 1.0: bs16, 2 threads, 2026-11-30
 
 
 def cpu_name() -> str:
@@ -63,16 +73,66 @@ def commit(cwd: str | Path = REPO) -> str | None:
     return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def speed_probe(steps: int = 40) -> dict:
-    """How fast this machine trains now: cpu_speed's ``bs16`` rate on 2 threads (about 20 s),
-    and its ratio to the rate in bench/cpu_speed.json (below 1: slower than on that day)."""
+def time_setting(setting: dict, steps: int, warmup: int = 5, tiles: int = 512) -> dict:
+    """Training images/s and prediction tiles/s (flip TTA) of ``SPEED_MODEL`` with one setting of
+    bench/experiments/cpu_speed.yaml: saltseg's own training step and prediction on random
+    101x101 tiles, after ``warmup`` untimed steps (their seconds are reported apart)."""
+    import numpy as np
     import torch
 
-    from bench.cpu_speed import SETTINGS, time_setting
+    from saltseg.inference.predict import predict_probs
+    from saltseg.losses import build_loss
+    from saltseg.models import build_model
+    from saltseg.runtime.device import resolve_runtime
+    from saltseg.training.loop import train_step
+
+    runtime = resolve_runtime(
+        "cpu",
+        setting.get("amp", "false"),
+        setting.get("channels_last", "auto"),
+        compile=setting.get("compile", False),
+    )
+    torch.manual_seed(0)
+    model = build_model("unet", 101, **{**SPEED_MODEL, **setting.get("model", {})})
+    model = model.to(runtime.device)
+    if runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if runtime.compile else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler, loss_fn = runtime.grad_scaler(), build_loss("bce_dice")
+    bs = setting["batch_size"]
+    x = runtime.to(torch.rand(bs, 1, 101, 101))
+    y = (torch.rand(bs, 1, 101, 101) > 0.7).float()
+    model.train()
+    start = time.perf_counter()
+    for _ in range(warmup):
+        train_step(forward, x, y, loss_fn, optimizer, scaler, runtime)
+    warm = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(forward, x, y, loss_fn, optimizer, scaler, runtime)
+    train_rate = steps * bs / (time.perf_counter() - start)
+    images = np.random.default_rng(0).integers(0, 255, (tiles, 101, 101), dtype=np.uint8)
+    predict_probs(model, images[:64], runtime, 128)
+    start = time.perf_counter()
+    predict_probs(model, images, runtime, 128, ("none", "hflip"))
+    predict_rate = len(images) / (time.perf_counter() - start)
+    return {
+        "train_images_per_s": round(train_rate, 1),
+        "predict_tiles_per_s_flip_tta": round(predict_rate, 1),
+        "warmup_seconds": round(warm, 1),
+    }
+
+
+def speed_probe(steps: int = 40) -> dict:
+    """How fast this machine trains now: the ``bs16`` rate of :func:`time_setting` on 2 threads
+    (about 20 s), and its ratio to the rate in bench/cpu_speed.json (below 1: slower
+    than on that day; wall times scale about as 1/ratio)."""
+    import torch
 
     torch.set_num_threads(2)
-    rate = time_setting(SETTINGS["bs16"], steps)["train_images_per_s"]
-    recorded = json.loads((REPO / "bench" / "cpu_speed.json").read_text())
+    rate = time_setting(SPEED_SETTINGS["bs16"], steps)["train_images_per_s"]
+    recorded = json.loads(SPEED_REFERENCE.read_text())
     reference = recorded["settings"]["bs16"]["train_images_per_s"]
     return {
         "train_images_per_s": rate,

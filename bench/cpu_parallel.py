@@ -3,9 +3,10 @@ single-thread jobs side by side (cpu_parallel.json).
 
 Usage: python -m bench cpu_parallel [--threads 2] [--jobs 2,3] [--steps 40]
 
-Each job is a separate process timing saltseg's training step (bench/cpu_speed.py's
-``time_setting``) on the `cpu` profile's model at batch 16. ``total_images_per_s`` adds the jobs
-that ran at the same time: the throughput of folds trained in parallel.
+Each job is a separate process timing saltseg's training step (bench/common.py's
+``time_setting``, as cpu_speed does) on the `cpu` profile's model at batch 16.
+``total_images_per_s`` adds the jobs that ran at the same time: the throughput of folds trained
+in parallel.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from bench.common import REPO, write_result
 SETTING = {"batch_size": 16, "model": {"empty_head": True}}
 JOB = """
 import json, torch
-from bench import cpu_speed
+from bench.common import time_setting
 torch.set_num_threads({threads})
-print(json.dumps(cpu_speed.time_setting({setting!r}, {steps})))
+print(json.dumps(time_setting({setting!r}, {steps})))
 """
 
 
