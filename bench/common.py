@@ -30,7 +30,7 @@ RESULTS = REPO / "bench" / "records"  # not results/: .gitignore ignores every r
 # The network and settings that bench/cpu_speed.py times; bs16 is also the speed probe.
 SPEED = yaml.safe_load((REPO / "bench" / "experiments" / "cpu_speed.yaml").read_text())
 SPEED_MODEL, SPEED_SETTINGS = SPEED["model"], SPEED["settings"]
-SPEED_REFERENCE = REPO / "bench" / "cpu_speed.json"  # the probe's 1.0: bs16, 2 threads, 2026-11-30
+SPEED_REFERENCE = RESULTS / "cpu_speed.json"  # the probe's 1.0: bs16, 2 threads, 2026-11-30
 
 
 def cpu_name() -> str:
@@ -126,7 +126,7 @@ def time_setting(setting: dict, steps: int, warmup: int = 5, tiles: int = 512) -
 
 def speed_probe(steps: int = 40) -> dict:
     """How fast this machine trains now: the ``bs16`` rate of :func:`time_setting` on 2 threads
-    (about 20 s), and its ratio to the rate in bench/cpu_speed.json (below 1: slower
+    (about 20 s), and its ratio to the rate in bench/records/cpu_speed.json (below 1: slower
     than on that day; wall times scale about as 1/ratio)."""
     import torch
 

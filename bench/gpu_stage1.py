@@ -1,6 +1,6 @@
 """Stage-1 U-Net on one fold of real labelled tiles: GPU throughput, utilisation and OOF score.
 
-Usage: python -m bench gpu_stage1 --npz TRAIN.npz [--epochs 40] [--out bench/gpu_stage1.json]
+Usage: python -m bench gpu_stage1 --npz TRAIN.npz [--epochs 40] [--out PATH]
 TRAIN.npz holds ``ids, images, masks, depths`` of the labelled tiles (made from a Kaggle-layout
 dir with ``saltseg.data.kaggle.load_train``). It trains fold 0 of 5 (depth folds) through the
 library's own loop (``saltseg.training.loop.fit``), first timing short runs of each

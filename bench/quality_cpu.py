@@ -5,9 +5,9 @@ Runs `snakemake --workflow-profile workflow/profiles/cpu` in ``--workdir`` (defa
 checkout; use a fresh clone so the numbers come from committed code). Rerunning after an
 interruption continues the run; the JSON then holds the wall time of each attempt. The result
 holds the OOF of every stage (tuned, per coverage bucket), the post-processed blend, the wall
-time of each rule, the fold-0 ablation table behind the recipe (bench/ablation_cpu.json), and
-how fast the machine was: the same machine has trained 2.2x slower one day than the next, and the
-budgets in minutes then buy half the epochs.
+time of each rule, the fold-0 ablation table behind the recipe
+(bench/records/ablation_cpu.json), and how fast the machine was: the same machine has trained
+2.2x slower one day than the next, and the budgets in minutes then buy half the epochs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.common import REPO, commit, rule_seconds, speed_probe, write_result
+from bench.common import REPO, RESULTS, commit, rule_seconds, speed_probe, write_result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
             "postprocess": json.loads(
                 (workdir / "results" / "postprocess" / "report.json").read_text()
             ),
-            "ablation": ablation_table(REPO / "bench" / "ablation_cpu.json"),
+            "ablation": ablation_table(RESULTS / "ablation_cpu.json"),
             "recipe": (workdir / "workflow/profiles/cpu/recipe.yaml").read_text(),
         },
         args.out,

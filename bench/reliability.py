@@ -1,4 +1,4 @@
-"""Run the reliability suite and count its cases per kind of failure; write bench/reliability.json.
+"""Run the reliability suite and count its cases per kind of failure; one record in bench/records/.
 
 Usage: python -m bench reliability [--full] [--out PATH]
 

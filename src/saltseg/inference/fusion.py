@@ -20,7 +20,8 @@ def fuse_conv_bn(model: nn.Module, probe: torch.Tensor) -> nn.Module:
     A ``Conv2d`` (or a ``Sequential`` ending in one) directly followed, among its parent's
     children, by a plain ``BatchNorm2d`` (our ``ConvBnRelu``, timm's ResNet blocks, downsamples
     and deep stems) becomes one convolution and the norm an identity: one pass over the
-    activations fewer (5-23 % more forwards per second on CPU, ``bench/predict_speed.json``).
+    activations fewer (5-23 % more forwards per second on CPU,
+    ``bench/records/predict_speed.json``).
     Registration order is not data flow, so the copy is checked on ``probe`` (an input batch)
     in full precision, TF32 off (cuDNN's default TF32 convolutions differ at ~1e-3 by
     themselves); where it disagrees with ``model``, ``model`` itself is returned, in eval mode,
