@@ -13,12 +13,20 @@ in tests/test_bench_gpu_fast.py; default_dag and quality_cpu run the DAG (covere
 workflow tests); reliability runs the slow test suites; gpu_stage1, presets, sections,
 section_quality, binarization_rules, gate_rate and mosaic_context need a GPU, trained models
 or a finished run.
+
+Also kept: one home for results (every record in bench/records/ has a date and its bench's own
+headline in the table, and every ``bench/...json`` the README and docs cite exists) and no import
+cycle in bench/ (none in the import graph, and each module imports when it is imported first).
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,20 +105,132 @@ def test_a_result_is_never_overwritten(tmp_path):
     assert result_path("x", tmp_path, "2020-01-01").name == "x-2020-01-01-2.json"
 
 
-def test_table_reads_old_and_new_headers(tmp_path):
-    (tmp_path / "quality-cpu-run2.json").write_text(
-        json.dumps({"commit": "a" * 40, "wall_seconds": 3.5, "threads": 2})
+def test_table_reads_one_folder_with_old_and_new_headers(tmp_path):
+    (tmp_path / "quality-cpu-run2.json").write_text(  # an old header: no bench, no date
+        json.dumps(
+            {
+                "commit": "a" * 40,
+                "wall_seconds": 3415.7,
+                "machine_speed_per_attempt": [{"of_cpu_speed_json": 0.67}],
+                "postprocess": {"oof_before": 0.802, "oof_after": 0.8042},
+            }
+        )
     )
-    (tmp_path / "records").mkdir()
-    (tmp_path / "records" / "cpu_speed-2020-01-01.json").write_text(
-        json.dumps({"bench": "cpu_speed", "date": "2020-01-01", "commit": "abc", "rows": [1]})
+    (tmp_path / "cpu_speed-2020-01-01.json").write_text(
+        json.dumps(
+            {
+                "bench": "cpu_speed",
+                "date": "2020-01-01",
+                "commit": "abc",
+                "threads": 1,
+                "settings": {"bs16": {"train_images_per_s": 20.5}},
+            }
+        )
     )
+    (tmp_path / "odd-2020-01-01.json").write_text(json.dumps({"bench": "odd", "n": 3}))
     (tmp_path / "broken.json").write_text("{")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "elsewhere.json").write_text("{}")  # one folder: not read
     run("table", "--dir", str(tmp_path), "--out", str(tmp_path / "README.md"))
     text = (tmp_path / "README.md").read_text()
-    assert "| quality-cpu-run2.json | quality_cpu | - | `aaaaaaa` | wall_seconds=3.5 |" in text
-    assert "| records/cpu_speed-2020-01-01.json | cpu_speed | 2020-01-01 | `abc` | 1 rows |" in text
-    assert "unreadable" in text
+    today = __import__("time").strftime("%Y-%m-%d")  # no date, outside git: the file's time
+    assert (
+        f"| quality-cpu-run2.json | quality_cpu | {today} (file) | `aaaaaaa` | 0.67 "
+        "| 56.9 min; OOF 0.802 tuned, 0.8042 post-processed |"
+    ) in text
+    assert (
+        "| cpu_speed-2020-01-01.json | cpu_speed | 2020-01-01 | `abc` | not recorded "
+        "| train img/s: bs16 20.5 |"
+    ) in text
+    assert "| odd-2020-01-01.json | odd |" in text and "| n=3 |" in text  # unknown bench
+    assert "unreadable" in text and "elsewhere" not in text
+
+
+def test_every_record_has_a_date_and_a_headline():
+    """bench/README.md's table from bench/records: a real date and headline in every row."""
+    from bench.__main__ import benches
+    from bench.table import HEADLINES, result_files, row
+
+    files, names = result_files(), list(benches())
+    assert len(files) >= 70 and not list((REPO / "bench").glob("*.json"))  # one home
+    for path in files:
+        name, bench_name, date, _, probe, headline = row(path, names)
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}( \(git\))?", date), (name, date)
+        assert bench_name in HEADLINES, name  # its own headline, not the generic numbers
+        assert headline and headline != "-" and "unreadable" not in headline, name
+        assert probe == "not recorded" or 0 < float(probe) < 10, (name, probe)
+
+
+def cited_results() -> list[str]:
+    """Every ``bench/...json`` path the README and docs cite (not ``git show COMMIT:bench/...``,
+    whose path is the one that commit had, nor patterns such as ``<bench>-DATE.json``)."""
+    paths = set()
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for path in re.findall(r"(?<![:\w/.-])bench/[\w./-]+\.json", doc.read_text()):
+            if not re.search(r"[A-Z]{3,}", path):
+                paths.add(path)
+    return sorted(paths)
+
+
+def test_every_cited_result_exists():
+    cited = cited_results()
+    assert "bench/records/default_dag.json" in cited and len(cited) > 30
+    assert [p for p in cited if not (REPO / p).is_file()] == []
+
+
+def bench_imports(path: Path) -> set[str]:
+    """The bench modules ``path`` imports, at the top or inside a function."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "bench":
+            out |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bench."):
+            out.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("bench.")}
+    return out
+
+
+def test_bench_has_no_import_cycle():
+    graph = {p.stem: bench_imports(p) for p in (REPO / "bench").glob("*.py")}
+    assert "cpu_speed" not in graph["common"]  # the cycle there was: common <-> cpu_speed
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, "import cycle: " + " -> ".join([*path, name])
+        if name in done:
+            return
+        for dep in graph.get(name, ()):
+            visit(dep, (*path, name))
+        done.add(name)
+
+    for name in graph:
+        visit(name, ())
+
+
+def test_each_bench_module_imports_alone_first():
+    """Each module imported first, in a fresh ``bench`` package (one Python for all of them)."""
+    code = """
+import importlib, sys
+failed = []
+for name in sys.argv[1:]:
+    for key in [k for k in sys.modules if k == "bench" or k.startswith("bench.")]:
+        del sys.modules[key]
+    try:
+        importlib.import_module("bench." + name)
+    except ModuleNotFoundError as err:
+        if err.name not in {optional}:
+            failed.append(f"{{name}}: {{err!r}}")
+    except Exception as err:
+        failed.append(f"{{name}}: {{err!r}}")
+print("\\n".join(failed))
+sys.exit(1 if failed else 0)
+""".format(optional=set(NEEDS.values()) | {"sklearn.metrics"})
+    modules = sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem != "__main__")
+    done = subprocess.run(
+        [sys.executable, "-c", code, *modules], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_startup(tmp_path):
