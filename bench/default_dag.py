@@ -3,7 +3,10 @@
 Usage: python -m bench default_dag [--cores N] [--config KEY=VALUE ...]
 Runs `snakemake` (the default target: submission and summary) in a temporary copy of the
 workflow and src/ (nothing in results/ is reused), then records the wall time, each rule's
-summed run time from its benchmark files, the summary table and the machine.
+summed run time from its benchmark files, the summary table and the machine. The speed probe
+(bench.common.speed_probe, about 20 s) runs before the DAG (the header's ``speed_probe``) and
+after it (``speed_probe_after``): a wall time scales about as 1/probe, so
+``wall_seconds_at_probe_1`` (wall time x the mean probe) compares runs on different machines.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.common import REPO, rule_seconds, write_result
+from bench.common import REPO, rule_seconds, speed_probe, write_result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", nargs="*", default=[])
     parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
     args = parser.parse_args(argv)
+    before = speed_probe()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in ["Snakefile", "config.yaml"]:
@@ -42,13 +46,17 @@ def main(argv: list[str] | None = None) -> None:
         rules = rule_seconds(work / "results/benchmarks")
         table = pd.read_csv(work / "results/summary.csv")
         summary = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+    after = speed_probe()
+    probe = (before["of_cpu_speed_json"] + after["of_cpu_speed_json"]) / 2
     result = {
         "snakemake": " ".join(command),
         "wall_seconds": round(wall, 1),
+        "speed_probe_after": after,
+        "wall_seconds_at_probe_1": round(wall * probe, 1),
         "rule_seconds": rules,
         "summary": summary,
     }
-    write_result("default_dag", result, args.out)
+    write_result("default_dag", result, args.out, speed=before)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,9 @@ def _summary_oof(summary: list[dict]) -> str:
 
 
 def _dag(r: dict) -> str:
-    return f"{_seconds(r['wall_seconds'])}; {_summary_oof(r['summary'])}"
+    at_1 = r.get("wall_seconds_at_probe_1")
+    scaled = f" ({_seconds(at_1)} at probe 1)" if at_1 else ""
+    return f"{_seconds(r['wall_seconds'])}{scaled}; {_summary_oof(r['summary'])}"
 
 
 def _quality_cpu(r: dict) -> str:

@@ -3,8 +3,9 @@
 Run for real, in-process, on tiny synthetic data (saltseg.data.synthetic.generate) or tiny
 options, writing only under tmp_path: table, startup (one subcommand), cpu_speed (one setting,
 one step), resize_ceiling, ablation_cpu (one variant, seconds of training), pseudo_quality and
-empty_gate (on that variant's checkpoint), mosaic (assembly only); slow-marked: batch_augment
-(one round of one epoch), cpu_parallel and predict_speed (one Python per job).
+empty_gate (on that variant's checkpoint), mosaic (assembly only), default_dag (with the DAG
+faked: that the speed probe is recorded); slow-marked: batch_augment (one round of one epoch),
+cpu_parallel and predict_speed (one Python per job).
 
 Checked more cheaply, because a real run needs hours, real data, a finished run or a GPU:
 every bench is imported and answers ``--help`` (benches whose optional packages, the
@@ -231,6 +232,32 @@ sys.exit(1 if failed else 0)
         [sys.executable, "-c", code, *modules], cwd=REPO, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_default_dag_records_the_speed_probe(tmp_path, monkeypatch):
+    """The DAG itself is faked (the workflow tests run it): the probe before and after it lands
+    in the result, and the wall time scaled to probe 1."""
+    dag = bench("default_dag")
+    probes = iter([{"of_cpu_speed_json": 0.4}, {"of_cpu_speed_json": 0.6}])
+    monkeypatch.setattr(dag, "speed_probe", lambda: next(probes))
+
+    real_run = dag.subprocess.run
+
+    def snakemake(command, cwd=None, **kwargs):
+        if command[0] != "snakemake":  # git, for the header's commit
+            return real_run(command, cwd=cwd, **kwargs)
+        results = Path(cwd) / "results"
+        (results / "benchmarks" / "train").mkdir(parents=True)
+        (results / "benchmarks" / "train" / "a.tsv").write_text("s\n1.5\n")
+        (results / "summary.csv").write_text("name,stage,oof_tuned\nblend,blend,0.9\n")
+
+    monkeypatch.setattr(dag.subprocess, "run", snakemake)
+    run("default_dag", "--out", str(tmp_path / "d.json"))
+    result = read(tmp_path / "d.json")
+    assert result["speed_probe"] == {"of_cpu_speed_json": 0.4}
+    assert result["speed_probe_after"] == {"of_cpu_speed_json": 0.6}
+    assert result["wall_seconds_at_probe_1"] == round(result["wall_seconds"] * 0.5, 1)
+    assert result["rule_seconds"] == {"train": 1.5}
 
 
 def test_startup(tmp_path):
