@@ -86,8 +86,10 @@ def binarize(maps: np.ndarray, images: np.ndarray, cut: Cut | float) -> np.ndarr
     than the cut's ``min_area`` and tiles whose largest probability is under its ``min_peak``
     are empty."""
     cut = Cut.of(cut)
-    masks = remove_small(maps > cut.threshold, cut.min_area).astype(np.uint8)
-    masks[is_blank(images) | (maps.max(axis=(1, 2)) < cut.min_peak)] = 0
+    # compared in float64, as binarization_table tunes it: a float32 map at a quantisation level
+    # equal to the threshold (0.4 is 102/255) would otherwise pass in tuning and fail here
+    masks = remove_small(maps > np.float64(cut.threshold), cut.min_area).astype(np.uint8)
+    masks[is_blank(images) | (maps.max(axis=(1, 2)) < np.float64(cut.min_peak))] = 0
     return masks
 
 
