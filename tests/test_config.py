@@ -5,6 +5,7 @@ import yaml
 
 from saltseg.config import (
     blend_members,
+    init_source,
     model_params,
     pseudo_source,
     stage_models,
@@ -84,24 +85,44 @@ def test_stages_that_do_not_run_drop_out_of_the_blend(config, schema):
     validate_config(config, schema)
     assert stage_models(config) == {
         "stage1": ["unet_r10"],
-        "stage2": ["unet_r10_pretrain"],
-        "stage3": ["unet_r10_mix"],
+        "stage2": ["unet_r10_student"],
+        "stage3": ["unet_r10_student"],
     }
     assert pseudo_source(config, "stage1") is None
     assert pseudo_source(config, "stage3") == "stage2"
-    assert blend_members(config) == [
-        ("stage2", "unet_r10_pretrain", 1.0),
-        ("stage3", "unet_r10_mix", 1.0),
-    ]
-    config["stages"] = [1, 3]  # stage 3 then learns from stage 1's labels
-    assert pseudo_source(config, "stage3") == "stage1"
-    assert blend_members(config) == [("stage3", "unet_r10_mix", 1.0)]
-    config["stages"] = [1]
-    config["stage1"]["models"] = ["unet_r10", "pad128"]
-    assert blend_members(config) == [
+    assert init_source(config, "stage3", "unet_r10_student") == ("stage2", "unet_r10_student")
+    assert blend_members(config) == [  # fitted: every model of every stage is a candidate
         ("stage1", "unet_r10", 1.0),
-        ("stage1", "pad128", 1.0),
+        ("stage2", "unet_r10_student", 1.0),
+        ("stage3", "unet_r10_student", 1.0),
     ]
+    config["blend"]["method"] = "fixed"
+    assert blend_members(config) == [("stage3", "unet_r10_student", 1.0)]
+    config["blend"]["models"] = [
+        {"stage": 2, "model": "unet_r10_student", "weight": 1.0},
+        {"stage": 3, "model": "unet_r10_student", "weight": 3.0},
+    ]
+    config["stages"] = [1, 3]  # stage 3 then learns from stage 1's labels and weights
+    assert pseudo_source(config, "stage3") == "stage1"
+    assert init_source(config, "stage3", "unet_r10_student") == ("stage1", "unet_r10")
+    assert blend_members(config) == [("stage3", "unet_r10_student", 3.0)]
+    config["stages"] = [1]
+    config["blend"]["models"] = []
+    config["stage1"]["models"] = ["unet_r10", "pad128"]
+    both = [("stage1", "unet_r10", 1.0), ("stage1", "pad128", 1.0)]
+    assert blend_members(config) == both  # fixed, no members: the last stage's models
+    config["blend"]["method"] = "fit"
+    assert blend_members(config) == both
+
+
+def test_a_student_starts_from_a_teacher_of_its_own_network_only(config, schema):
+    config["stage1"]["models"] = ["pad128"]
+    with pytest.raises(InputError, match="models.unet_r10_student.init: expected a model of the"):
+        validate_config(config, schema)
+    config["stage1"]["models"] = ["unet_r10"]
+    config["models"]["unet_r10"]["init"] = "teacher"
+    with pytest.raises(InputError, match="expected scratch in stage1"):
+        validate_config(config, schema)
 
 
 def test_stages_from_the_command_line_are_read_as_numbers(config, schema):

@@ -4,9 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from saltseg.probs import write_probs
 from saltseg.pseudo import (
     confidence,
     read_pseudo,
+    salt_confidence,
+    select_balanced,
     select_confident,
     select_phalanx,
     write_pseudo,
@@ -71,3 +74,65 @@ def test_read_masks_are_writable_arrays(tmp_path):
     table = pd.DataFrame({"confidence": [1.0, 1.0], "fold": [0, 1]})
     write_pseudo(tmp_path / "p.parquet", ["a", "b"], masks, table)
     assert read_pseudo(tmp_path / "p.parquet")[1].flags.writeable
+
+
+def test_salt_confidence_counts_only_the_mask_and_its_border():
+    probs = np.full((2, 40, 40), 0.01)
+    masks = np.zeros((2, 40, 40), np.uint8)
+    masks[0, 10:20] = 1  # a band across the tile; with a 2 px border rows 8..21 count: 560 px
+    probs[0, 10:20] = 0.99
+    probs[0, 20:22] = 0.5  # 80 undecided px in the border
+    probs[0, 30:] = 0.5  # 400 undecided px outside it: they do not count
+    probs[1, 30:, :] = 0.5  # an empty mask: the whole tile counts, 400 of 1600 px undecided
+    conf = salt_confidence(probs, masks, border=2)
+    assert conf[0] == pytest.approx(1 - 80 / 560)
+    assert conf[1] == pytest.approx(0.75)
+    assert confidence(probs)[0] == pytest.approx(1 - 480 / 1600)
+
+
+def test_balanced_selection_keeps_no_more_empty_labels_than_the_labelled_share():
+    n = 12
+    probs = np.full((n, 30, 30), 0.02)
+    masks = np.zeros((n, 30, 30), np.uint8)
+    for k in range(4):  # 4 decided salt tiles
+        masks[k, :10] = 1
+        probs[k, :10] = 0.97
+    masks[4, :10] = 1  # an undecided salt tile
+    probs[4, :10] = 0.6
+    for k in range(5, n):  # 7 empty tiles, tile k with k - 5 undecided px: 5 the most confident
+        probs[k, 29, : k - 5] = 0.5
+    blank = np.zeros(n, bool)
+    blank[0] = True
+    table = select_balanced(probs, masks, blank, empty_share=0.4, n_folds=2, seed=0)
+    # 3 salt tiles (0 blank, 4 undecided) allow 3 * 0.4 / 0.6 = 2 empty ones, the most confident
+    assert table["index"].tolist() == [1, 2, 3, 5, 6]
+    sizes = masks.reshape(n, -1).sum(axis=1)[table["index"]]
+    assert table["confidence"].iloc[0] == 1.0
+    for size in set(sizes):  # each size bucket dealt evenly into the 2 folds
+        counts = np.bincount(table["fold"][sizes == size], minlength=2)
+        assert counts.max() - counts.min() <= 1
+
+
+def test_the_pseudo_step_cuts_at_the_teachers_tuned_threshold(synth_dir, tmp_path):
+    """Test maps of 0.4 on the true salt of the labelled tiles' OOF: the cut tuned on them
+    (under 0.4) keeps the salt that 0.5 would lose."""
+    from saltseg.cli import main
+    from saltseg.data import kaggle
+
+    train = kaggle.load_train(synth_dir, 101)
+    test = kaggle.load_test(synth_dir, 101)
+    truth = kaggle.load_test_truth(synth_dir, 101)[1]
+    oof = tmp_path / "oof.parquet"
+    write_probs(oof, train.ids, np.where(train.masks > 0, 0.4, 0.0))
+    write_probs(tmp_path / "test.parquet", test.ids, np.where(truth > 0, 0.4, 0.0))
+    out = tmp_path / "pseudo.parquet"
+    args = ["pseudo", "--data-dir", str(synth_dir), "--probs", str(tmp_path / "test.parquet")]
+    args += ["--n-folds", "2", "--min-confidence", "0.0", "--out", str(out)]
+    assert main([*args, "--cut-oof", str(oof)]) == 0
+    table, masks = read_pseudo(out)
+    by_id = dict(zip(test.ids, truth))
+    assert sum(m.any() for m in masks) > 0
+    assert all(np.array_equal(m, by_id[i]) for i, m in zip(table["id"], masks))
+    assert main(args) == 0  # no teacher cut: 0.5, every label empty, so none kept
+    table, masks = read_pseudo(out)
+    assert len(table) == 0

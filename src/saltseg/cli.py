@@ -308,6 +308,7 @@ COMMANDS = {
         SEED,
         opt("--workers", type=INDEX, default=0, help="DataLoader worker processes"),
         opt("--pseudo", help="this fold's pseudo-labels (for phases with data: *pseudo)"),
+        opt("--init", help="a teacher's model.pt of this fold: the starting weights"),
         opt(
             "--predict-tta",
             default="none,hflip",
@@ -347,6 +348,12 @@ COMMANDS = {
             help="out: members.json, each member's folder and weight",
         ),
         opt("--cv-parts", nargs="+", help="each member's cv.json (one member: copied)"),
+        opt(
+            "--fit-folds",
+            dest="folds_csv",
+            help="folds.csv: fit the weights on the OOF maps within folds (--weights unused)",
+        ),
+        opt("--n-folds", type=N_FOLDS, help="the folds of --fit-folds"),
     ),
     "mosaic": command(
         "saltseg.steps:mosaic",
@@ -413,9 +420,15 @@ COMMANDS = {
             required=True,
             help="test probabilities, averaged (one per model)",
         ),
-        opt("--method", choices=["confident", "phalanx"], default="confident"),
+        opt("--method", choices=["balanced", "confident", "phalanx"], default="balanced"),
         opt("--min-confidence", type=_fraction, default=0.9),
         opt("--n-folds", type=N_FOLDS, required=True),
+        opt("--cut-cv", help="the teacher's cv.json: its tuned cut binarises the labels"),
+        opt(
+            "--cut-oof",
+            nargs="+",
+            help="or the OOF maps of the other folds, to tune the teacher's cut on (default: 0.5)",
+        ),
         SEED,
         OUT,
     ),
@@ -441,6 +454,9 @@ COMMANDS = {
             help="postprocess report.json",
         ),
         OUT,
+        opt("--data-dir", help="the data; its solution.csv (test truth), if any, is scored"),
+        TILE,
+        opt("--submission", help="the submission CSV, scored on the test truth"),
     ),
     "plot-curves": command(
         "saltseg.report:plot_training_curves",

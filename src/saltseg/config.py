@@ -90,6 +90,8 @@ def _check_stages(config: dict[str, Any]) -> None:
                     f"config: models.{name}.phases",
                     "stage-1 models learn from labels only (data: train); pseudo needs stage 2+",
                 )
+        for name in config[key]["models"]:
+            init_source(config, key, name)
     for member in config["blend"]["models"]:
         if member["model"] not in config[f"stage{member['stage']}"]["models"]:
             raise InputError(
@@ -112,7 +114,8 @@ def pseudo_source(config: dict[str, Any], stage: str) -> str | None:
 
 def blend_members(config: dict[str, Any]) -> list[tuple[str, str, float]]:
     """``(stage, model, weight)`` of the blend: configured members of stages that run, or
-    (none left) every model of the last stage that runs, with equal weights."""
+    (none left) every model of every stage that runs (``blend.method: fit``, whose weights are
+    fitted) or of the last stage (``fixed``), with equal weights."""
     stages = stage_models(config)
     members = [
         (f"stage{m['stage']}", m["model"], float(m.get("weight", 1.0)))
@@ -121,8 +124,32 @@ def blend_members(config: dict[str, Any]) -> list[tuple[str, str, float]]:
     ]
     if members:
         return members
+    if config["blend"]["method"] == "fit":
+        return [(stage, model, 1.0) for stage, models in stages.items() for model in models]
     last = list(stages)[-1]
     return [(last, model, 1.0) for model in stages[last]]
+
+
+def init_source(config: dict[str, Any], stage: str, model: str) -> tuple[str, str] | None:
+    """``(stage, model)`` whose fold-k weights ``model`` starts from in ``stage``: with
+    ``init: teacher`` the first model of the previous stage that runs with the same network
+    (arch and model settings); None with ``init: scratch``.
+
+    Raises:
+        InputError: ``init: teacher`` in the first stage, or no such model in the previous one.
+    """
+    if config["models"][model].get("init", "scratch") == "scratch":
+        return None
+    source = pseudo_source(config, stage)
+    where = f"config: models.{model}.init"
+    if source is None:
+        raise InputError(where, f"expected scratch in {stage}: teacher needs a previous stage")
+    ours = config["models"][model]
+    for name in stage_models(config)[source]:
+        theirs = config["models"][name]
+        if (ours["arch"], ours.get("model", {})) == (theirs["arch"], theirs.get("model", {})):
+            return source, name
+    raise InputError(where, f"expected a model of the same network in {source} to start from")
 
 
 def model_params(config: dict[str, Any], name: str) -> dict[str, Any]:

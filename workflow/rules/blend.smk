@@ -1,7 +1,8 @@
-# The blend: a weighted average of chosen models of the stages that run (config `blend`),
-# each already averaged over folds, snapshots and flip TTA; scored on OOF at 0.5 and tuned,
-# blank tiles forced empty. members.json lets `saltseg predict-section --models results/blend`
-# use the same members and weights.
+# The blend: a weighted average of models of the stages that run (config `blend`), each already
+# averaged over folds, snapshots and flip TTA; scored on OOF at 0.5 and tuned, blank tiles forced
+# empty. With `blend.method: fit` the weights are fitted on the OOF maps within folds
+# (saltseg.blend), else they are the configured ones. members.json records them and lets
+# `saltseg predict-section --models results/blend` use the same members and weights.
 
 
 rule blend:
@@ -10,6 +11,7 @@ rule blend:
         oof=blend_outputs("oof.parquet"),
         test=blend_outputs("test.parquet"),
         cv=blend_outputs("cv.json"),
+        folds=layout.result("folds.csv"),
     output:
         oof=layout.blend_file("oof.parquet"),
         test=layout.blend_file("test.parquet"),
@@ -23,9 +25,13 @@ rule blend:
         "../../envs/saltseg.yaml"
     params:
         tile=config["tile_size"],
-        weights=" ".join(str(weight) for _, _, weight in BLEND),
+        weights=(
+            f"--fit-folds {layout.result('folds.csv')} --n-folds {config['folds']['n_folds']}"
+            if config["blend"]["method"] == "fit"
+            else "--weights " + " ".join(str(weight) for _, _, weight in BLEND)
+        ),
     shell:
         "python -m saltseg ensemble --data-dir {input.data} --tile-size {params.tile}"
-        " --oof-parts {input.oof} --test-parts {input.test} --weights {params.weights}"
+        " --oof-parts {input.oof} --test-parts {input.test} {params.weights}"
         " --oof {output.oof} --test {output.test} --cv {output.cv}"
         " --cv-parts {input.cv} --members {output.members} > {log} 2>&1"

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from saltseg import layout
 from saltseg.config import (
     blend_members,
+    init_source,
     model_params,
     pseudo_source,
     stage_models,
@@ -147,9 +148,31 @@ def context_arg(wildcards, input):
 
 def fold_pseudo(wildcards):
     """This fold's pseudo-labels from the previous stage (none for stage 1): made only by that
-    stage's models of the same fold, which never saw the fold's validation tiles."""
+    stage's models of the same fold, which never saw the fold's validation tiles, or with
+    ``pseudo.teacher: ensemble`` by the whole stage ensemble."""
     source = pseudo_source(config, wildcards.stage)
-    return [layout.pseudo_file(source, wildcards.fold)] if source else []
+    if not source:
+        return []
+    if config["pseudo"]["teacher"] == "ensemble":
+        return [layout.pseudo_file(source)]
+    return [layout.pseudo_file(source, wildcards.fold)]
+
+
+def other_folds_oof(wildcards):
+    """Input function: the OOF maps of the stage's models on every fold but the job's, where the
+    fold's teacher cut is tuned."""
+    return [
+        layout.fold_file(wildcards.stage, model, fold, "oof.parquet")
+        for model in STAGES[wildcards.stage]
+        for fold in FOLDS
+        if str(fold) != wildcards.fold
+    ]
+
+
+def model_init(wildcards):
+    """Input function: the fold's teacher weights a model starts from (its ``init``), if any."""
+    source = init_source(config, wildcards.stage, wildcards.model)
+    return [layout.fold_file(*source, wildcards.fold, "model.pt")] if source else []
 
 
 def report_figures():

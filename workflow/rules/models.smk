@@ -12,6 +12,7 @@ rule train:
         data=DATA_DIR,
         folds=layout.result("folds.csv"),
         pseudo=fold_pseudo,
+        init=model_init,
         context=model_context,
     output:
         model=layout.fold_file("{stage}", "{model}", "{fold}", "model.pt"),
@@ -42,6 +43,7 @@ rule train:
         pseudo=lambda wildcards, input: (
             f"--pseudo {input.pseudo}" if input.pseudo else ""
         ),
+        init=lambda wildcards, input: f"--init {input.init}" if input.init else "",
         context=context_arg,
     shell:
         "python -m saltseg train --data-dir {input.data} --folds {input.folds} --fold {wildcards.fold}"
@@ -50,6 +52,7 @@ rule train:
         " --channels-last {params.numerics[channels_last]} --threads {threads}"
         " --cuda-graphs {resources.cuda_graphs} --jobs-per-gpu {resources.jobs_per_gpu}"
         " --workers {params.numerics[workers]} --compile {resources.compile} {params.pseudo}"
+        " {params.init}"
         " --predict-tta {params.tta} --predict-batch-size {resources.batch_size}"
         " {params.context}"
         " --out-dir {params.out_dir}"

@@ -28,6 +28,13 @@ rule summary:
         ensemble_cvs=expand(layout.ensemble_file("{stage}", "cv.json"), stage=STAGES),
         blend_cv=layout.blend_file("cv.json"),
         postprocess=layout.result("postprocess", "report.json"),
+        data=DATA_DIR,
+        test_maps=[
+            *stage_outputs("test.parquet"),
+            *expand(layout.ensemble_file("{stage}", "test.parquet"), stage=STAGES),
+            layout.blend_file("test.parquet"),
+        ],
+        submission=layout.result("submission.csv"),
     output:
         report(
             layout.result("summary.csv"),
@@ -40,8 +47,11 @@ rule summary:
         layout.benchmark("summary", "summary")
     conda:
         "../../envs/saltseg.yaml"
+    params:
+        tile=config["tile_size"],
     shell:
         "python -m saltseg summary --model-cvs {input.model_cvs}"
         " --fold-metrics {input.fold_metrics} --ensemble-cvs {input.ensemble_cvs}"
         " --blend-cv {input.blend_cv}"
-        " --postprocess {input.postprocess} --out {output} > {log} 2>&1"
+        " --postprocess {input.postprocess} --data-dir {input.data} --tile-size {params.tile}"
+        " --submission {input.submission} --out {output} > {log} 2>&1"

@@ -18,6 +18,10 @@ from saltseg import rle
 from saltseg.data.images import read_image, read_mask
 from saltseg.errors import InputError
 
+#: the test truth beside ``sample_submission.csv`` (the synthetic data's; Kaggle's solution file):
+#: read by scoring only (:func:`load_test_truth`), never by training, tuning or selection
+SOLUTION = "solution.csv"
+
 
 @dataclass
 class Tiles:
@@ -165,6 +169,26 @@ def load_test(data_dir: str | Path, size: int) -> Tiles:
     ids = test_ids(data_dir)
     images = _read_images(data_dir / "test" / "images", ids, size)
     return Tiles(ids, images, None, read_depths(data_dir, ids))
+
+
+def load_test_truth(data_dir: str | Path, size: int) -> tuple[list[str], np.ndarray] | None:
+    """``(ids, masks)`` of ``solution.csv`` in ``sample_submission.csv`` order, or None without
+    one. Only scoring reads it (``summary``, benches): no step that trains or tunes may.
+
+    Raises:
+        InputError: the file does not hold one decodable mask per test id.
+    """
+    path = Path(data_dir) / SOLUTION
+    if not path.is_file():
+        return None
+    table = read_table(path, ["id", "rle_mask"]).set_index("id")["rle_mask"]
+    ids = test_ids(data_dir)
+    missing = [i for i in ids if i not in table.index]
+    if missing or len(table) != len(ids):
+        first = missing[0] if missing else next(i for i in table.index if i not in set(ids))
+        raise InputError(path, f"expected one mask per test id, {first!r} does not match")
+    masks = np.stack([rle.decode(table[i], (size, size), where=f"{path} id {i}") for i in ids])
+    return ids, masks
 
 
 def is_blank(images: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from saltseg import rle
+from saltseg.data import kaggle
 from saltseg.data.images import write_png
 from saltseg.errors import InputError
 from saltseg.io import atomic_dir, write_csv
@@ -191,21 +192,24 @@ def _cut(
 def _write(out: str | Path, records: list[dict], is_train: np.ndarray) -> None:
     """Write the tiles and the four CSVs of the Kaggle layout into ``out``, atomically."""
     with atomic_dir(out) as tmp:
-        train_rows, test_ids = [], []
+        train_rows, test_rows = [], []
         for rec, train in zip(records, is_train):
+            row = {"id": rec["id"], "rle_mask": rle.encode(rec["msk"])}
             if train:
                 write_png(tmp / "train" / "images" / f"{rec['id']}.png", rec["img"])
                 write_png(tmp / "train" / "masks" / f"{rec['id']}.png", rec["msk"] * 255)
-                train_rows.append({"id": rec["id"], "rle_mask": rle.encode(rec["msk"])})
+                train_rows.append(row)
             else:
                 write_png(tmp / "test" / "images" / f"{rec['id']}.png", rec["img"])
-                test_ids.append(rec["id"])
+                test_rows.append(row)
         table = pd.DataFrame(records).drop(columns=["img", "msk"]).sort_values("id")
         write_csv(tmp / "train.csv", pd.DataFrame(train_rows).sort_values("id"))
         write_csv(tmp / "depths.csv", table[["id", "z"]])
         write_csv(tmp / "mosaics.csv", table[["id", "mosaic_id", "x", "y"]])
-        submission = pd.DataFrame({"id": sorted(test_ids), "rle_mask": "1 1"})
-        write_csv(tmp / "sample_submission.csv", submission)
+        solution = pd.DataFrame(test_rows).sort_values("id")
+        write_csv(tmp / "sample_submission.csv", solution.assign(rle_mask="1 1"))
+        # the test truth, as Kaggle's solution file: scored by `summary`, read by nothing else
+        write_csv(tmp / kaggle.SOLUTION, solution)
 
 
 def generate(
@@ -221,9 +225,11 @@ def generate(
     """Write the Kaggle layout into ``out`` (atomically: built in a temp dir, then renamed).
 
     Writes ``train/{images,masks}/<id>.png``, ``test/images/<id>.png``, ``train.csv``,
-    ``depths.csv``, ``sample_submission.csv`` and ``mosaics.csv`` (``id, mosaic_id, x, y`` in tile
-    units, y down). Section ``k`` is the ``k``-th ``draw_section(rng, rows, cols, tile)`` on
-    ``np.random.default_rng(seed)``, drawn before anything else; blank tiles cover one corner.
+    ``depths.csv``, ``sample_submission.csv``, ``mosaics.csv`` (``id, mosaic_id, x, y`` in tile
+    units, y down) and the test truth ``solution.csv`` (``id, rle_mask``, as Kaggle's solution
+    file: only ``summary`` reads it). Section ``k`` is the ``k``-th
+    ``draw_section(rng, rows, cols, tile)`` on ``np.random.default_rng(seed)``, drawn before
+    anything else; blank tiles cover one corner.
 
     Raises:
         ValueError: an argument is out of range (the message names it).

@@ -12,8 +12,9 @@ from saltseg import layout
 from saltseg import probs as probs_io
 from saltseg.binarize import binarize, tune
 from saltseg.data import kaggle
+from saltseg.data.folds import read_folds
 from saltseg.errors import InputError
-from saltseg.io import copy_file, write_json
+from saltseg.io import copy_file, read_json, write_json
 from saltseg.metrics import bucket_scores, competition_metric
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,13 @@ def ensemble(
     cv_out: str,
     members_out: str | None = None,
     cv_parts: list[str] | None = None,
+    folds_csv: str | None = None,
+    n_folds: int | None = None,
 ) -> None:
     """Weighted average of several models' OOF and test maps, and the OOF score of the average.
+
+    With ``folds_csv`` the weights are fitted (:mod:`saltseg.blend`): each fold's OOF tiles are
+    blended with weights fitted on the other folds, the test maps with weights fitted on all.
 
     ``members_out`` (``members.json``) records each member's directory (the folder of its OOF
     file, holding ``fold<k>/model.pt``) and weight, so that ``predict-section --models`` on the
@@ -117,6 +123,10 @@ def ensemble(
     for name, parts in [("test_parts", test_parts), ("cv_parts", cv_parts or oof_parts)]:
         if len(parts) != len(oof_parts):
             raise InputError(name, f"expected one file per OOF part ({len(oof_parts)})")
+    if folds_csv and len(oof_parts) > 1:
+        outs = (oof_out, test_out, cv_out, members_out)
+        fitted_blend(data_dir, tile, oof_parts, test_parts, cv_parts, folds_csv, n_folds or 2, outs)
+        return
     if len(oof_parts) == 1 and cv_parts:
         _expect_train_order(
             oof_parts[0], probs_io.read_ids(oof_parts[0]), kaggle.train_ids(data_dir)
@@ -134,7 +144,76 @@ def ensemble(
             {"models": layout.locate(part).model_dir.as_posix(), "weight": weight}
             for part, weight in zip(oof_parts, weights)
         ]
-        write_json(members_out, {"members": members})
+        write_json(members_out, {"method": "fixed", "members": members, "dropped": []})
+
+
+def fitted_blend(
+    data_dir: str,
+    tile: int,
+    oof_parts: list[str],
+    test_parts: list[str],
+    cv_parts: list[str] | None,
+    folds_csv: str,
+    n_folds: int,
+    outs: tuple[str, str, str, str | None],
+) -> None:
+    """The blend of fitted weights (see :func:`ensemble`); ``members.json`` lists the members
+    of weight above 0 (``members``, what ``predict-section`` applies) and the others with why
+    (``dropped``), each with its OOF score, its fitted weight and its weight per held-out fold.
+    """
+    from saltseg.blend import fit_weights, fit_within_folds
+
+    oof_out, test_out, cv_out, members_out = outs
+    train = kaggle.load_train(data_dir, tile)
+    blank = kaggle.is_blank(train.images)
+    members = []
+    for part in oof_parts:
+        ids, maps = probs_io.read_probs(part)
+        _expect_train_order(part, ids, train.ids)
+        maps[blank] = 0.0
+        members.append(maps)
+    folds = read_folds(folds_csv, n_folds).set_index("id")["fold"].loc[train.ids].to_numpy()
+    oof, by_fold = fit_within_folds(train.masks, members, folds)
+    fit = fit_weights(train.masks, members)
+    del members
+    test_ids, test = None, None
+    for part, weight in zip(test_parts, fit.weights):
+        if weight > 0:
+            ids, maps = probs_io.read_probs(part)
+            if test_ids is not None and ids != test_ids:
+                raise InputError(
+                    part, f"expected the same ids in the same order as {test_parts[0]}"
+                )
+            test_ids, test = ids, (maps * weight if test is None else test + maps * weight)
+    _write_combined(train, oof, (test_ids, test), oof_out, test_out, cv_out)
+    if not members_out:
+        return
+    kept, dropped = [], []
+    for k, part in enumerate(oof_parts):
+        place = layout.locate(part)
+        record = {
+            "models": place.model_dir.as_posix(),
+            "stage": place.stage,
+            "model": place.model,
+            "weight": round(float(fit.weights[k]), 6),
+            "oof_tuned": read_json(cv_parts[k], ("metric_tuned",))["metric_tuned"]
+            if cv_parts
+            else None,
+            "fit_score": round(float(fit.member_scores[k]), 6),
+            "fold_weights": {str(f): round(float(w[k]), 6) for f, w in by_fold.items()},
+        }
+        if fit.weights[k] > 0:
+            kept.append(record)
+        else:
+            record["why"] = (
+                f"adding it never raised the blend's OOF metric (best threshold of the fit) above"
+                f" {fit.score:.4f}; its own {fit.member_scores[k]:.4f}"
+            )
+            dropped.append(record)
+    write_json(
+        members_out,
+        {"method": "fit", "fit_score": round(fit.score, 6), "members": kept, "dropped": dropped},
+    )
 
 
 def _expect_train_order(path: str, ids: list[str], train_ids: list[str]) -> None:

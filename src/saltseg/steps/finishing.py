@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,9 +12,10 @@ import pandas as pd
 
 from saltseg import layout, rle
 from saltseg import probs as probs_io
-from saltseg.binarize import binarize, resolve_cut
+from saltseg.binarize import Cut, binarize, resolve_cut
 from saltseg.data import kaggle
 from saltseg.data.folds import read_folds
+from saltseg.errors import InputError
 from saltseg.io import (
     atomic_dir,
     atomic_path,
@@ -173,6 +175,9 @@ def summary(
     blend_cv: str,
     postprocess_report: str,
     out: str,
+    data_dir: str | None = None,
+    tile: int = 101,
+    submission: str | None = None,
 ) -> None:
     """One row per model and stage, per stage ensemble, and for the blend.
 
@@ -180,6 +185,11 @@ def summary(
     ``train_seconds`` summed per model directory), and for the blend the OOF after the mosaic
     post-processing, its gain and whether it was applied. Stage and model names come from where
     each file sits in :mod:`saltseg.layout`.
+
+    When ``data_dir`` holds the test truth (``solution.csv``, the synthetic data's), each row is
+    also scored on it: the ``test.parquet`` beside its cv.json at 0.5 and at its OOF-tuned cut
+    (``test_at_0.5``, ``test_tuned``, ``test_<bucket>``), and the blend row also by the
+    ``submission`` CSV (``test_submission``). Nothing else reads the truth.
     """
     seconds: dict[tuple[str, str], float] = {}
     for path in fold_metrics:
@@ -187,6 +197,7 @@ def summary(
         metrics = read_json(path, keys=("train_seconds",))
         key = place.stage, place.model
         seconds[key] = seconds.get(key, 0.0) + metrics["train_seconds"]
+    truth = None if data_dir is None else test_truth(data_dir, tile)
 
     def row(path: str, name: str, stage: str, train_seconds: float) -> dict[str, Any]:
         cv = read_json(path, keys=("metric_at_0.5", "metric_tuned", "threshold"))
@@ -199,6 +210,7 @@ def summary(
             "min_area": cv.get("min_area", 0),
             "min_peak": cv.get("min_peak", 0.0),
             **{f"score_{bucket}": b["score"] for bucket, b in cv.get("buckets", {}).items()},
+            **(score_test(truth, path) if truth else {}),
             "train_seconds": round(train_seconds, 1),
         }
 
@@ -221,4 +233,42 @@ def summary(
         postprocess_gain=report["gain"],
         postprocess_applied=report["applied"],
     )
+    if truth and submission:
+        blend["test_submission"] = competition_metric(
+            truth.masks, read_submission(submission, truth)
+        )
     write_csv(out, pd.DataFrame(rows + [blend]))
+
+
+def test_truth(data_dir: str, tile: int) -> kaggle.Tiles | None:
+    """The test tiles with their true masks (``solution.csv``), or None without one."""
+    found = kaggle.load_test_truth(data_dir, tile)
+    if found is None:
+        return None
+    test = kaggle.load_test(data_dir, tile)
+    return kaggle.Tiles(test.ids, test.images, found[1], test.depths)
+
+
+def score_test(truth: kaggle.Tiles, cv_json: str) -> dict[str, float | None]:
+    """The metric of the test maps beside ``cv_json`` on the truth, at 0.5 and at the OOF-tuned
+    cut of ``cv_json`` (blank tiles empty), and the tuned one per coverage bucket."""
+    maps_path = str(Path(cv_json).with_name("test.parquet"))
+    ids, maps = probs_io.read_probs(maps_path)
+    maps = probs_io.align(maps_path, truth.ids, ids, maps)
+    tuned = binarize(maps, truth.images, Cut.read(cv_json))
+    buckets = bucket_scores(truth.masks, tuned)
+    return {
+        "test_at_0.5": competition_metric(truth.masks, binarize(maps, truth.images, 0.5)),
+        "test_tuned": competition_metric(truth.masks, tuned),
+        **{f"test_{bucket}": b["score"] for bucket, b in buckets.items()},
+    }
+
+
+def read_submission(path: str, truth: kaggle.Tiles) -> np.ndarray:
+    """The masks of a submission CSV in the order of ``truth``'s ids."""
+    table = kaggle.read_table(path, ["id", "rle_mask"]).set_index("id")["rle_mask"]
+    shape = truth.images.shape[1:]
+    missing = [i for i in truth.ids if i not in table.index]
+    if missing:
+        raise InputError(path, f"expected a mask for every test id, {missing[0]!r} has none")
+    return np.stack([rle.decode(table[i], shape, where=f"{path} id {i}") for i in truth.ids])

@@ -43,6 +43,7 @@ def train(
     context: str | None = None,
     predict_tta: tuple[str, ...] = ("none", "hflip"),
     predict_batch_size: int = 64,
+    init: str | None = None,
 ) -> None:
     """Train one fold; write ``model.pt``, ``metrics.json``, ``history.csv`` and ``params.json``.
 
@@ -53,7 +54,8 @@ def train(
     window, and every training mask its window over the labelled tiles of the same source.
     With the model's ``slot_minutes``, training leaves time for the fold's prediction of its
     validation and test tiles with ``predict_tta``; validation runs at ``predict_batch_size``,
-    so that its pace is the prediction's.
+    so that its pace is the prediction's. ``init`` (a teacher's ``model.pt`` of the same fold,
+    arch and model settings) gives the starting weights: its last snapshot.
     """
     out = Path(out_dir)
     windows = context_for(params["model"], context)
@@ -75,6 +77,8 @@ def train(
         val_tiles = windows.apply(val_tiles)
     torch.manual_seed(seed + fold)
     model = build_model(params["arch"], tile, **params["model"])
+    if init is not None:
+        model.load_state_dict(teacher_weights(init, params))
     write_json(out / "params.json", {**params, "fold": fold, "seed": seed, "tile": tile})
     start = time.perf_counter()
     n_test = len(kaggle.test_ids(data_dir)) if params.get("slot_minutes") else 0
@@ -117,6 +121,18 @@ def train(
     with atomic_path(out / "model.pt") as tmp:
         torch.save({**bundle, "snapshots": result["snapshots"]}, tmp)
     (out / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def teacher_weights(model_pt: str, params: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The last snapshot of ``model_pt``, to start a student of the same network from.
+
+    Raises:
+        InputError: the teacher is another architecture or has other model settings.
+    """
+    bundle = read_bundle(model_pt)
+    if (bundle["arch"], bundle["model"]) != (params["arch"], params["model"]):
+        raise InputError(model_pt, f"expected a {params['arch']} teacher with the student's model")
+    return bundle["snapshots"][-1]
 
 
 def context_for(model: dict[str, Any], path: str | None) -> Context | None:
