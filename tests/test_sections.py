@@ -298,6 +298,26 @@ def test_threshold_resolution_names_the_option_and_warns_on_fallback(tmp_path, c
     assert resolve_threshold("tuned", tmp_path) == (0.45, str(tmp_path / "cv.json"))
 
 
+def test_the_fallback_warning_names_the_snakemake_target_that_tunes_it(tmp_path, capsys):
+    """After `snakemake submission` a stage has no ensemble/cv.json: the warning says how to
+    make the one the folder would use (docs/sections.md)."""
+    from saltseg.sections.predict import resolve_threshold
+
+    stage, blend = tmp_path / "results" / "stage1", tmp_path / "results" / "blend"
+    (stage / "m" / "fold0").mkdir(parents=True)
+    (stage / "m" / "fold0" / "model.pt").touch()
+    blend.mkdir()
+    (blend / "members.json").write_text("{}")
+    for folder, target in [
+        (stage, stage / "ensemble" / "cv.json"),
+        (stage / "m", stage / "m" / "cv.json"),
+        (blend, blend / "cv.json"),
+    ]:
+        assert resolve_threshold("tuned", folder)[0] == 0.5
+        warning = capsys.readouterr().err.strip()
+        assert f"{folder}: no cv.json" in warning and f"`snakemake {target}` tunes it" in warning
+
+
 def test_a_blend_folder_uses_its_members_weights_and_threshold(tmp_path, models):
     """``--models results/blend``: the members of members.json, weighted, with the blend's cut."""
     other = models.parent / "stage2" / "other"

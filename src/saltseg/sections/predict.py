@@ -9,8 +9,9 @@ Snapshots of a fold are averaged, then the folds of a model
 Threshold: ``"tuned"`` (default) takes ``threshold_pixels`` (the OOF-tuned threshold without the
 tiles' minimum-area rule, which has no meaning on a section) from ``cv`` when given, else from
 the first of ``<models>/ensemble/cv.json`` and ``<models>/cv.json`` that exists, and falls back
-to 0.5 with a warning when neither does; ``"fixed"`` is 0.5 (the winners' choice); a number is
-used as given. ``params.json`` records which one was used.
+to 0.5 with a warning when neither does (naming the ``snakemake`` target that tunes it: a stage
+folder's ensemble is not part of ``submission``); ``"fixed"`` is 0.5 (the winners' choice); a
+number is used as given. ``params.json`` records which one was used.
 
 Outputs in ``out_dir`` (written in a temporary directory, renamed when complete):
 ``probability.npy`` (float32) and ``mask.npy`` (uint8 0/1) of the input's shape;
@@ -126,6 +127,15 @@ def _member_weights(models_dir: Path) -> dict[Path, float]:
     return {(d if d.is_absolute() or d.is_dir() else base / d): w for d, w in pairs}
 
 
+def tuning_target(models_dir: str | Path) -> Path:
+    """The ``cv.json`` the workflow writes for ``models_dir``: a model's or the blend's own
+    (fold models or ``members.json`` directly in it), else the stage ensemble's
+    (``<stage>/ensemble/cv.json``, which ``snakemake submission`` does not make)."""
+    root = Path(models_dir)
+    stage_cv, own_cv = layout.tuned_cv_candidates(root)
+    return own_cv if layout.fold_files(root) or (root / layout.MEMBERS).is_file() else stage_cv
+
+
 def resolve_threshold(
     threshold: float | str, models_dir: str | Path, cv: str | Path | None = None
 ) -> tuple[float, str]:
@@ -141,7 +151,8 @@ def resolve_threshold(
         if cv is None:
             print(
                 f"saltseg predict-section: warning: {models_dir}: no cv.json, so no tuned"
-                " threshold; using 0.5",
+                f" threshold; using 0.5 (in the workflow, `snakemake {tuning_target(models_dir)}`"
+                " tunes it)",
                 file=sys.stderr,
             )
             return 0.5, "fixed (no cv.json under the models directory)"
