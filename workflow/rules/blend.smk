@@ -24,6 +24,7 @@ rule blend:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(TRAIN),
         tile=config["tile_size"],
         weights=(
             f"--fit-folds {layout.result('folds.csv')} --n-folds {config['folds']['n_folds']}"

@@ -34,6 +34,44 @@ if DATA_DIR != SYNTHETIC_DIR and not Path(DATA_DIR).is_dir():
         f"config: data_dir: expected 'synthetic' or a Kaggle-layout directory, "
         f"{DATA_DIR!r} does not exist"
     )
+# The data files a step reads decide its reruns. A folder input changes only when an entry is
+# added or removed, so each rule also keeps, as the param data_files, the fingerprint (names,
+# sizes, mtimes) of the files its step reads, of the train side, the test side or the test truth.
+from saltseg.data.fingerprint import (
+    FOLD_TABLES,
+    TEST,
+    TEST_IDS,
+    TRAIN,
+    TRUTH,
+    fingerprint,
+)
+
+# a depth-stratified split reads the two tables; by coverage or mosaic, the masks too
+FOLDS_READ = FOLD_TABLES if config["folds"]["stratify"] == "depth" else TRAIN
+
+
+def data_files(*sides):
+    """Params function: the fingerprint of the data files of ``sides`` (tuples of paths in
+    ``data_dir``, saltseg.data.fingerprint), so that one edited in place, added or removed
+    reruns the rule's jobs (params rerun trigger). It takes only wildcards: Snakemake records
+    no param computed from input. Called again just before a job runs, it records the data the
+    job read (the synthetic data too, made earlier in the same run)."""
+    parts = [part for side in sides for part in side]
+    return lambda wildcards: fingerprint(DATA_DIR, parts)
+
+
+def train_data(wildcards):
+    """Params function of train: the train side; the test side too for a fold that learns from
+    pseudo-labels (it reads their test images), else the test ids for a model with
+    ``slot_minutes`` (the test prediction's share of the slot)."""
+    sides = [TRAIN]
+    if fold_pseudo(wildcards):
+        sides.append(TEST)
+    elif model_params(config, wildcards.model).get("slot_minutes"):
+        sides.append(TEST_IDS)
+    return data_files(*sides)(wildcards)
+
+
 # Jobs run `python -m saltseg` from this workflow's own src/ (also inside conda envs that hold
 # only the dependencies), never from another installed copy.
 SRC = Path(workflow.basedir) / "src"

@@ -30,6 +30,7 @@ rule folds:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(FOLDS_READ),
         folds=config["folds"],
         layout=lambda wildcards, input: (
             f"--layout {input.layout}" if input.layout else ""

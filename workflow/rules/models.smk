@@ -33,6 +33,7 @@ rule train:
         compile=COMPILE,
         batch_size=PREDICT_BATCH,
     params:
+        data_files=train_data,
         model=model_json,
         n_folds=config["folds"]["n_folds"],
         seed=config["seed"],
@@ -81,6 +82,7 @@ rule predict:
         jobs_per_gpu=JOBS_PER_GPU,
         batch_size=PREDICT_BATCH,
     params:
+        data_files=data_files(TRAIN, TEST),
         n_folds=config["folds"]["n_folds"],
         tile=config["tile_size"],
         numerics=NUMERICS,
@@ -112,6 +114,7 @@ rule merge_folds:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(TRAIN),
         tile=config["tile_size"],
     shell:
         "python -m saltseg merge --data-dir {input.data} --tile-size {params.tile}"
@@ -136,6 +139,7 @@ rule ensemble:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(TRAIN),
         tile=config["tile_size"],
     shell:
         "python -m saltseg ensemble --data-dir {input.data} --tile-size {params.tile}"

@@ -17,6 +17,7 @@ rule mosaic:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(TRAIN, TEST),
         tile=config["tile_size"],
         draw=config["mosaic"]["draw"],
     shell:
@@ -39,6 +40,7 @@ rule context:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(TRAIN, TEST),
         tile=config["tile_size"],
         max_ratio=config["mosaic"]["trust_ratio"],
     shell:
@@ -66,6 +68,7 @@ rule postprocess:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(TRAIN, TEST),
         tile=config["tile_size"],
         n_folds=config["folds"]["n_folds"],
         threshold=config["submission"]["threshold"],

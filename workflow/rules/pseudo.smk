@@ -25,6 +25,7 @@ rule pseudo_fold:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(TRAIN, TEST),
         tile=config["tile_size"],
         pseudo=config["pseudo"],
         n_folds=config["folds"]["n_folds"],
@@ -51,6 +52,7 @@ rule pseudo:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(TRAIN, TEST),
         tile=config["tile_size"],
         pseudo=config["pseudo"],
         n_folds=config["folds"]["n_folds"],

@@ -38,6 +38,7 @@ rule report_gallery:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(TRAIN),
         tile=config["tile_size"],
         threshold=config["submission"]["threshold"],
     shell:
@@ -68,6 +69,7 @@ rule report_mosaics:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(TRAIN, TEST),
         tile=config["tile_size"],
         threshold=config["submission"]["threshold"],
         n=config["mosaic"]["draw"],

@@ -15,6 +15,7 @@ rule submission:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(TEST),
         tile=config["tile_size"],
     shell:
         "python -m saltseg submit --masks {input.masks} --data-dir {input.data}"
@@ -48,6 +49,7 @@ rule summary:
     conda:
         "../../envs/saltseg.yaml"
     params:
+        data_files=data_files(TEST, TRUTH),
         tile=config["tile_size"],
     shell:
         "python -m saltseg summary --model-cvs {input.model_cvs}"
