@@ -3,10 +3,12 @@
 Usage: python -m bench reliability [--full] [--out PATH]
 
 Runs ``pytest`` (slow tests included) on tests/test_reliability.py, the bad-input cases of
-tests/test_kaggle_reader.py and tests/test_workflow.py, and tests/test_resume_kill.py, reads the
-JUnit XML report and counts every case (a parametrised case counts once per parameter) under one
-of six kinds: corrupt inputs, kills, disk full, invalidation, user's files (a folder output never
-deletes a file it did not write), bad options (one line at parsing). ``--full`` adds the tests of
+tests/test_kaggle_reader.py and tests/test_workflow.py, tests/test_resume_kill.py and the data
+edits of tests/test_data_reruns.py, reads the JUnit XML report and counts every case (a
+parametrised case counts once per parameter) under one of six kinds: corrupt inputs, kills,
+disk full, invalidation (a changed config value or data file reruns what reads it, and only
+that), user's files (a folder output never deletes a file it did not write), bad options (one
+line at parsing). ``--full`` adds the tests of
 tests/test_workflow.py that need its full DAG run first (what a dry run reruns), a few minutes more.
 """
 
@@ -66,6 +68,18 @@ OTHERS = {  # cases kept where they were written first
     },
     "tests/test_probs.py": {
         "test_nan_probabilities_fail_and_leave_the_old_file": "corrupt inputs",
+    },
+    "tests/test_data_reruns.py": {  # a data file edited in place or added: what -n plans
+        "test_a_finished_run_plans_nothing": "invalidation",
+        "test_an_edited_table_of_the_train_side_reruns_everything": "invalidation",
+        "test_an_edited_train_image_or_mask_reruns_all_but_the_depth_folds": "invalidation",
+        "test_an_edited_sample_submission_reruns_the_test_side_and_slot_training": "invalidation",
+        "test_an_edited_test_image_reruns_the_test_side_not_stage1_training": "invalidation",
+        "test_an_added_test_image_reruns_the_test_side_not_stage1_training": "invalidation",
+        "test_an_edited_test_truth_reruns_the_summary_alone": "invalidation",
+        "test_a_file_that_is_not_read_reruns_nothing": "invalidation",
+        "test_remade_synthetic_data_reruns_its_readers_once": "invalidation",
+        "test_an_edited_synthetic_file_reruns_the_jobs_that_read_it": "invalidation",
     },
 }
 FULL = {  # need tests/test_workflow.py's complete DAG run (its module fixture) first
