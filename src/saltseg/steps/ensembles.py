@@ -160,8 +160,11 @@ def fitted_blend(
     """The blend of fitted weights (see :func:`ensemble`); ``members.json`` lists the members
     of weight above 0 (``members``, what ``predict-section`` applies) and the others with why
     (``dropped``), each with its OOF score, its fitted weight and its weight per held-out fold.
+
+    A blend whose held-out folds score below its best member alone (its weights fitted noise)
+    falls back to that member, so the blend never loses to a member on OOF.
     """
-    from saltseg.blend import fit_weights, fit_within_folds
+    from saltseg.blend import Fit, blend_score, fit_weights, fit_within_folds
 
     oof_out, test_out, cv_out, members_out = outs
     train = kaggle.load_train(data_dir, tile)
@@ -175,6 +178,12 @@ def fitted_blend(
     folds = read_folds(folds_csv, n_folds).set_index("id")["fold"].loc[train.ids].to_numpy()
     oof, by_fold = fit_within_folds(train.masks, members, folds)
     fit = fit_weights(train.masks, members)
+    held_out = blend_score(train.masks, oof)
+    best = int(np.argmax(fit.member_scores))
+    fallback = held_out < fit.member_scores[best] and fit.weights[best] < 1
+    if fallback:  # the fitted weights lost to the best member on tiles they were not fitted on
+        fit = Fit(np.eye(len(members))[best], float(fit.member_scores[best]), fit.member_scores)
+        oof = members[best]
     del members
     test_ids, test = None, None
     for part, weight in zip(test_parts, fit.weights):
@@ -204,6 +213,12 @@ def fitted_blend(
         }
         if fit.weights[k] > 0:
             kept.append(record)
+        elif fallback:
+            record["why"] = (
+                f"the fitted weights scored {held_out:.4f} on held-out folds, below the best"
+                f" member alone ({fit.score:.4f}): the blend is that member"
+            )
+            dropped.append(record)
         else:
             record["why"] = (
                 f"adding it never raised the blend's OOF metric (best threshold of the fit) above"
@@ -212,7 +227,13 @@ def fitted_blend(
             dropped.append(record)
     write_json(
         members_out,
-        {"method": "fit", "fit_score": round(fit.score, 6), "members": kept, "dropped": dropped},
+        {
+            "method": "fit",
+            "fit_score": round(fit.score, 6),
+            "held_out_score": round(held_out, 6),
+            "members": kept,
+            "dropped": dropped,
+        },
     )
 
 
