@@ -22,11 +22,20 @@ STAGE_MODELS = [
     ("stage2", "unet_r10_pretrain"),
     ("stage3", "unet_r10_mix"),
 ]
-TINY = {
+TINY = {  # the seed-style later stages (pretraining, a share mixed in) with fixed blend weights
     "synthetic": {"sections": 2, "rows": 4, "cols": 5},
     "folds": {"n_folds": 2},
     "runtime": {"threads": 2},
     "predict": {"tta": ["none"]},
+    "stage2": {"models": ["unet_r10_pretrain"]},
+    "stage3": {"models": ["unet_r10_mix"]},
+    "blend": {
+        "method": "fixed",
+        "models": [
+            {"stage": 2, "model": "unet_r10_pretrain", "weight": 1.0},
+            {"stage": 3, "model": "unet_r10_mix", "weight": 1.0},
+        ],
+    },
 }
 
 
@@ -282,8 +291,9 @@ def planned_wildcards(result: subprocess.CompletedProcess) -> set[tuple[str, str
 
 @pytest.mark.slow
 def test_a_fold_learns_only_from_pseudo_labels_of_models_blind_to_it(workflow):
-    """Stage-2 fold 0 needs stage-1 fold-0 models only: no model that trained on a fold-0
-    validation tile labels its pseudo-labels, so its OOF score cannot leak."""
+    """Stage-2 fold 0's labels come from stage-1 fold-0 models only, cut where fold 1's OOF maps
+    score best: no model that trained on a fold-0 validation tile labels its pseudo-labels and
+    no fold-0 label chooses their cut, so its OOF score cannot leak."""
     target = "results/stage2/unet_r10_pretrain/fold0/model.pt"
     result = snakemake(workflow, "-n", "--forceall", "--", target)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -291,9 +301,20 @@ def test_a_fold_learns_only_from_pseudo_labels_of_models_blind_to_it(workflow):
         ("context", "margin=8"),  # the windows of every tile: images only, no labels
         ("train", "stage=stage1, model=unet_r10, fold=0"),
         ("predict", "stage=stage1, model=unet_r10, fold=0"),
+        ("train", "stage=stage1, model=unet_r10, fold=1"),  # for fold 1's OOF: the cut
+        ("predict", "stage=stage1, model=unet_r10, fold=1"),
         ("pseudo_fold", "stage=stage1, fold=0"),
         ("train", "stage=stage2, model=unet_r10_pretrain, fold=0"),
     }
+    inputs = next(
+        line.split(":", 1)[1].split(", ")
+        for line in result.stdout.split("rule pseudo_fold:", 1)[1].splitlines()
+        if line.strip().startswith("input:")
+    )
+    maps = {
+        Path(path.strip()).relative_to("results/stage1/unet_r10").as_posix() for path in inputs[1:]
+    }
+    assert maps == {"fold0/test.parquet", "fold1/oof.parquet"}
 
 
 @pytest.mark.slow
