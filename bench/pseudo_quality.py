@@ -1,12 +1,21 @@
-"""How good are pseudo-labels from a teacher of the `cpu` profile's strength? (pseudo_quality.json)
+"""How good are the pseudo-labels of each selection, by coverage bucket? (pseudo_quality)
 
-Usage: python -m bench pseudo_quality --data-dir ../shared/tgs --variant base64_lovasz
+Usage:
+    python -m bench pseudo_quality --results results            # the synthetic test truth
+    python -m bench pseudo_quality --data-dir ../shared/tgs --variant base64_lovasz_empty
 
-Takes a model trained by bench/ablation_cpu.py on the train tiles of real fold 0, predicts fold
-0's tiles (which it never saw) and treats them as if they were test tiles: each pseudo-label
-selection of saltseg.pseudo keeps the tiles it would keep, and since these tiles are labelled we
-can score what a later stage would learn from: the share kept, the metric of the kept labels
-against the truth, the share of empty tiles among them, and the same per coverage bucket.
+``--results``: a finished default run on the synthetic data (``snakemake all``), whose
+``solution.csv`` holds the test truth. Every selection of saltseg.pseudo is applied as the
+pipeline applies it, to the test maps of each teacher: the fold-k stage-1 models (their cut
+tuned on the other folds' OOF, as ``pseudo_fold``) and the stage-1 ensemble (its cv.json's
+cut, as ``pseudo``), and the kept labels are scored against the truth.
+
+``--data-dir``: takes a model trained by bench/ablation_cpu.py on the train tiles of real fold 0,
+predicts fold 0's tiles (which it never saw) and treats them as if they were test tiles, cut at
+the cut tuned on them. Since these tiles are labelled we can score what a later stage would
+learn from: the share kept, the metric of the kept labels against the truth, the share of empty
+tiles among them, and the same per coverage bucket. bench/stages_pay.py reports the same for
+its own teacher.
 """
 
 from __future__ import annotations
@@ -20,32 +29,99 @@ import torch
 
 from bench.ablation_cpu import variants
 from bench.common import REPO, write_result
+from saltseg import layout
+from saltseg import probs as probs_io
+from saltseg.binarize import Cut, binarize, tune
 from saltseg.data import kaggle
-from saltseg.data.folds import make_folds
+from saltseg.data.folds import make_folds, read_folds
 from saltseg.inference.predict import predict_probs
 from saltseg.metrics import bucket_scores, competition_metric, coverage_bucket, tile_scores
 from saltseg.models import build_model
-from saltseg.pseudo import select_confident, select_phalanx
+from saltseg.pseudo import select_balanced, select_confident, select_phalanx
 from saltseg.runtime.device import resolve_runtime
+from saltseg.steps.labels import teacher_cut
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--variant", default="base64_lovasz")
-    parser.add_argument("--work", default=str(REPO / "results" / "ablation"), help="ablation_cpu's")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    tiles = kaggle.load_train(args.data_dir, 101)
-    folds = make_folds(tiles.ids, kaggle.read_depths(args.data_dir, tiles.ids), 5, 0, "depth")
-    val = tiles.subset(folds.set_index("id")["fold"].loc[tiles.ids].to_numpy() == 0)
+def selections(
+    probs: np.ndarray, masks: np.ndarray, blank: np.ndarray, empty_share: float
+) -> dict[str, np.ndarray]:
+    """The tiles each selection keeps of maps ``probs`` (``masks``: at the teacher's cut)."""
+    chosen = {
+        "teacher (every non-blank tile)": np.flatnonzero(~blank),
+        "confident_0.9 (b.e.s.)": select_confident(probs, blank, 5, 0, 0.9)["index"],
+        "confident_0.97": select_confident(probs, blank, 5, 0, 0.97)["index"],
+        "phalanx": select_phalanx(probs, blank, 5, 0)["index"],
+    }
+    for level in (0.8, 0.9):
+        table = select_balanced(probs, masks, blank, empty_share, 5, 0, level)
+        chosen[f"balanced_{level}"] = table["index"]
+    return {name: np.asarray(index, int) for name, index in chosen.items()}
+
+
+def quality(
+    truth: np.ndarray, images: np.ndarray, probs: np.ndarray, cut: Cut, empty_share: float
+) -> dict[str, dict]:
+    """:func:`describe` of every selection of the teacher's maps ``probs`` at ``cut``."""
+    masks = binarize(probs, images, cut)
+    chosen = selections(probs, masks, kaggle.is_blank(images), empty_share)
+    return {name: describe(truth, masks, keep) for name, keep in chosen.items()}
+
+
+def labelled_empty_share(train: kaggle.Tiles) -> float:
+    """The share of empty masks among the non-blank labelled tiles (balanced's cap)."""
+    labelled = ~kaggle.is_blank(train.images)
+    return float((~train.masks[labelled].any(axis=(1, 2))).mean())
+
+
+def synthetic_truth(results: Path) -> dict:
+    """Every selection of each stage-1 teacher of a finished synthetic run, against the truth."""
+    data = results / "data" / "synthetic"
+    train, test = kaggle.load_train(data, 101), kaggle.load_test(data, 101)
+    truth = kaggle.load_test_truth(data, 101)[1]
+    share = labelled_empty_share(train)
+    models = sorted(p.name for p in (results / "stage1").iterdir() if p.name != "ensemble")
+    n_folds = len(list((results / "stage1" / models[0]).glob("fold*")))
+    folds = read_folds(results / "folds.csv", n_folds)
+
+    def maps(paths: list[Path]) -> np.ndarray:
+        total = sum(probs_io.read_probs(p)[1] for p in paths) / len(paths)
+        return probs_io.align(paths[0], test.ids, probs_io.read_ids(paths[0]), total)
+
+    teachers = {}
+    for fold in range(n_folds):
+        others = [
+            layout.fold_file("stage1", m, f, "oof.parquet")
+            for m in models
+            for f in range(n_folds)
+            if f != fold
+        ]
+        cut = teacher_cut(train, None, [str(results.parent / p) for p in others])
+        fold_maps = maps(
+            [results.parent / layout.fold_file("stage1", m, fold, "test.parquet") for m in models]
+        )
+        teachers[f"fold{fold}"] = quality(truth, test.images, fold_maps, cut, share)
+    ensemble = results.parent / layout.ensemble_file("stage1", "test.parquet")
+    cut = Cut.read(ensemble.with_name("cv.json"))
+    teachers["ensemble"] = quality(truth, test.images, maps([ensemble]), cut, share)
+    return {
+        "n_test_tiles": len(test),
+        "n_folds": int(folds["fold"].nunique()),
+        "labelled_empty_share": round(share, 3),
+        "teachers": teachers,
+    }
+
+
+def real_fold0(data_dir: str, variant: str, work: Path) -> dict:
+    """Every selection of an ablation teacher's maps of real fold 0, which it never saw."""
+    tiles = kaggle.load_train(data_dir, 101)
+    folds = make_folds(tiles.ids, kaggle.read_depths(data_dir, tiles.ids), 5, 0, "depth")
+    in_val = folds.set_index("id")["fold"].loc[tiles.ids].to_numpy() == 0
+    val = tiles.subset(in_val)
     table = variants(7.0)
-    if args.variant not in table:
-        sys.exit(f"--variant: expected one of {', '.join(table)}, got {args.variant!r}")
-    params = table[args.variant]
-    state = torch.load(Path(args.work) / args.variant / "checkpoint.pt", weights_only=False)
+    if variant not in table:
+        sys.exit(f"--variant: expected one of {', '.join(table)}, got {variant!r}")
+    params = table[variant]
+    state = torch.load(work / variant / "checkpoint.pt", weights_only=False)
     model = build_model(params["arch"], 101, **params["model"])
     runtime = resolve_runtime("cpu", "false", "auto")
     probs = np.zeros(val.images.shape, np.float32)
@@ -54,29 +130,43 @@ def main(argv: list[str] | None = None) -> None:
         probs += predict_probs(model, val.images, runtime, 128, ("none", "hflip"))
     probs /= len(state["snapshots"])
     blank = kaggle.is_blank(val.images)
-    truth = val.masks.astype(bool)
-    labels = (probs > 0.5) & ~blank[:, None, None]  # what saltseg.steps.pseudo_labels writes
-    rows = {"teacher": _describe(truth, labels, np.arange(len(val)))}
-    for name, table in {
-        "confident_0.9": select_confident(probs, blank, 5, 0, 0.9),
-        "confident_0.97": select_confident(probs, blank, 5, 0, 0.97),
-        "phalanx": select_phalanx(probs, blank, 5, 0),
-    }.items():
-        rows[name] = _describe(truth, labels, table["index"].to_numpy())
-    write_result(
-        "pseudo_quality",
-        {
+    cut = tune(val.masks, np.where(blank[:, None, None], 0.0, probs)).cut
+    share = labelled_empty_share(tiles.subset(~in_val))
+    return {
+        "teacher": params["lever"],
+        "teacher_variant": variant,
+        "n_tiles": len(val),
+        "cut": cut.__dict__,
+        "selections": quality(val.masks, val.images, probs, cut, share),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", help="a finished synthetic run's results/ (test truth)")
+    parser.add_argument("--data-dir", help="real data: an ablation teacher on fold 0")
+    parser.add_argument("--variant", default="base64_lovasz")
+    parser.add_argument("--work", default=str(REPO / "results" / "ablation"), help="ablation_cpu's")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.results:
+        payload = {
+            "command": "python -m bench pseudo_quality --results results",
+            "synthetic_test_truth": synthetic_truth(Path(args.results)),
+        }
+    elif args.data_dir:
+        payload = {
             "command": f"python -m bench pseudo_quality --data-dir DATA --variant {args.variant}",
-            "teacher": params["lever"],
-            "teacher_variant": args.variant,
-            "n_tiles": len(val),
-            "selections": rows,
-        },
-        args.out,
-    )
+            **real_fold0(args.data_dir, args.variant, Path(args.work)),
+        }
+    else:
+        sys.exit("expected --results (synthetic test truth) or --data-dir (real fold 0)")
+    write_result("pseudo_quality", payload, args.out)
 
 
-def _describe(truth: np.ndarray, labels: np.ndarray, keep: np.ndarray) -> dict:
+def describe(truth: np.ndarray, labels: np.ndarray, keep: np.ndarray) -> dict:
     """Share kept, label quality on the kept tiles, their empty share and bucket mix."""
     if len(keep) == 0:  # a weak teacher (a smoke run) may keep nothing
         return {"kept": 0, "share_kept": 0.0}

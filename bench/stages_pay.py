@@ -16,8 +16,8 @@ Epochs are fixed, not minutes, so arms that share the machine with other work st
 The teacher's cut is tuned on its fold-0 maps (the only labelled tiles it did not see), so the
 student's pseudo-labels know three numbers of fold 0's truth; the pipeline tunes them on the
 other folds instead. ``pseudo_quality`` scores every pseudo-label selection of the teacher on
-fold 0's tiles, playing test tiles, by coverage bucket. Arms resume after a kill: checkpoints
-and finished rows stay under ``--work``.
+fold 0's tiles, playing test tiles, by coverage bucket (bench/pseudo_quality.py's table). Arms
+resume after a kill: checkpoints and finished rows stay under ``--work``.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import torch
 
 from bench.ablation_cpu import half, in_fold0, score
 from bench.common import REPO, speed_probe, write_result
-from saltseg.binarize import Cut, binarize, tune
+from bench.pseudo_quality import labelled_empty_share, quality
+from saltseg.binarize import binarize, tune
 from saltseg.data import kaggle
 from saltseg.inference.predict import predict_probs
-from saltseg.metrics import bucket_scores, competition_metric
 from saltseg.models import build_model
-from saltseg.pseudo import select_balanced, select_confident, select_phalanx
+from saltseg.pseudo import select_balanced
 from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 from saltseg.steps.fold_models import concat
 from saltseg.training.loop import fit
@@ -65,37 +65,6 @@ def params(epochs: int, lr: float, data: str = "train") -> dict:
 def predict(model, state: dict, images: np.ndarray, runtime) -> np.ndarray:
     model.load_state_dict(state)
     return predict_probs(model, images, runtime, 128, TTA)
-
-
-def pseudo_quality(
-    truth: np.ndarray, images: np.ndarray, probs: np.ndarray, cut: Cut, empty_share: float
-) -> dict:
-    """Every selection of the teacher's maps ``probs`` of labelled tiles that play test tiles:
-    what each keeps, the metric of its labels against the truth, overall and by bucket."""
-    blank = kaggle.is_blank(images)
-    masks = binarize(probs, images, cut)
-    selections = {
-        "all (teacher at its cut)": np.flatnonzero(~blank),
-        "confident_0.9 (b.e.s.)": select_confident(probs, blank, 5, 0)["index"].to_numpy(),
-        "phalanx": select_phalanx(probs, blank, 5, 0)["index"].to_numpy(),
-    }
-    for level in (0.8, 0.9):
-        table = select_balanced(probs, masks, blank, empty_share, 5, 0, level)
-        selections[f"balanced_{level}"] = table["index"].to_numpy()
-    rows = {}
-    for name, keep in selections.items():
-        kept_truth, kept = truth[keep], masks[keep]
-        rows[name] = {
-            "kept": len(keep),
-            "share_kept": round(len(keep) / len(truth), 3),
-            "label_metric": competition_metric(kept_truth, kept) if len(keep) else None,
-            "share_labelled_empty": float((~kept.any(axis=(1, 2))).mean()) if len(keep) else None,
-            "share_truly_empty": float((~kept_truth.any(axis=(1, 2))).mean())
-            if len(keep)
-            else None,
-            "buckets": bucket_scores(kept_truth, kept) if len(keep) else {},
-        }
-    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,9 +111,8 @@ def main(argv: list[str] | None = None) -> None:
 
     teacher = arm("stage1_T", params(epochs, args.lr), {"train": train})
     cut = tune(val.masks, np.where(blank[:, None, None], 0.0, teacher["probs"])).cut
-    labelled = ~kaggle.is_blank(train.images)
-    empty_share = float((~train.masks[labelled].any(axis=(1, 2))).mean())
-    quality = pseudo_quality(val.masks, val.images, teacher["probs"], cut, empty_share)
+    empty_share = labelled_empty_share(train)
+    selections = quality(val.masks, val.images, teacher["probs"], cut, empty_share)
     test = kaggle.load_test(args.data_dir, 101)
     pick = np.sort(np.random.default_rng(0).choice(len(test), args.test_tiles, replace=False))
     test = test.subset(pick)
@@ -180,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
                 "empty": int((~pseudo.masks.any(axis=(1, 2))).sum()),
             },
             "arms": rows,
-            "pseudo_quality": quality,
+            "pseudo_quality": selections,
         },
         args.out,
         speed=speed,
