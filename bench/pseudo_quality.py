@@ -37,7 +37,7 @@ from saltseg.data.folds import make_folds, read_folds
 from saltseg.inference.predict import predict_probs
 from saltseg.metrics import bucket_scores, competition_metric, coverage_bucket, tile_scores
 from saltseg.models import build_model
-from saltseg.pseudo import select_balanced, select_confident, select_phalanx
+from saltseg.pseudo import empty_share, select_balanced, select_confident, select_phalanx
 from saltseg.runtime.device import resolve_runtime
 from saltseg.steps.labels import teacher_cut
 
@@ -67,18 +67,12 @@ def quality(
     return {name: describe(truth, masks, keep) for name, keep in chosen.items()}
 
 
-def labelled_empty_share(train: kaggle.Tiles) -> float:
-    """The share of empty masks among the non-blank labelled tiles (balanced's cap)."""
-    labelled = ~kaggle.is_blank(train.images)
-    return float((~train.masks[labelled].any(axis=(1, 2))).mean())
-
-
 def synthetic_truth(results: Path) -> dict:
     """Every selection of each stage-1 teacher of a finished synthetic run, against the truth."""
     data = results / "data" / "synthetic"
     train, test = kaggle.load_train(data, 101), kaggle.load_test(data, 101)
     truth = kaggle.load_test_truth(data, 101)[1]
-    share = labelled_empty_share(train)
+    share = empty_share(train.masks, kaggle.is_blank(train.images))
     models = sorted(p.name for p in (results / "stage1").iterdir() if p.name != "ensemble")
     n_folds = len(list((results / "stage1" / models[0]).glob("fold*")))
     folds = read_folds(results / "folds.csv", n_folds)
@@ -131,7 +125,7 @@ def real_fold0(data_dir: str, variant: str, work: Path) -> dict:
     probs /= len(state["snapshots"])
     blank = kaggle.is_blank(val.images)
     cut = tune(val.masks, np.where(blank[:, None, None], 0.0, probs)).cut
-    share = labelled_empty_share(tiles.subset(~in_val))
+    share = empty_share(tiles.masks[~in_val], kaggle.is_blank(tiles.images[~in_val]))
     return {
         "teacher": params["lever"],
         "teacher_variant": variant,

@@ -31,12 +31,12 @@ import torch
 
 from bench.ablation_cpu import half, in_fold0, score
 from bench.common import REPO, speed_probe, write_result
-from bench.pseudo_quality import labelled_empty_share, quality
+from bench.pseudo_quality import quality
 from saltseg.binarize import binarize, tune
 from saltseg.data import kaggle
 from saltseg.inference.predict import predict_probs
 from saltseg.models import build_model
-from saltseg.pseudo import select_balanced
+from saltseg.pseudo import empty_share, select_balanced
 from saltseg.runtime.device import keep_freed_memory, resolve_runtime
 from saltseg.steps.fold_models import concat
 from saltseg.training.loop import fit
@@ -111,16 +111,16 @@ def main(argv: list[str] | None = None) -> None:
 
     teacher = arm("stage1_T", params(epochs, args.lr), {"train": train})
     cut = tune(val.masks, np.where(blank[:, None, None], 0.0, teacher["probs"])).cut
-    empty_share = labelled_empty_share(train)
-    selections = quality(val.masks, val.images, teacher["probs"], cut, empty_share)
+    share = empty_share(train.masks, kaggle.is_blank(train.images))
+    selections = quality(val.masks, val.images, teacher["probs"], cut, share)
     test = kaggle.load_test(args.data_dir, 101)
     pick = np.sort(np.random.default_rng(0).choice(len(test), args.test_tiles, replace=False))
     test = test.subset(pick)
     test_probs = predict(teacher["model"], teacher["state"], test.images, runtime)
     test_masks = binarize(test_probs, test.images, cut)
-    chosen = select_balanced(
-        test_probs, test_masks, kaggle.is_blank(test.images), empty_share, 5, 0
-    )["index"].to_numpy()
+    chosen = select_balanced(test_probs, test_masks, kaggle.is_blank(test.images), share, 5, 0)[
+        "index"
+    ].to_numpy()
     pseudo = kaggle.Tiles(
         [test.ids[i] for i in chosen], test.images[chosen], test_masks[chosen], test.depths[chosen]
     )
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             "n_val": len(val),
             "n_test_labelled": args.test_tiles,
             "teacher_cut": cut.__dict__,
-            "labelled_empty_share": round(empty_share, 3),
+            "labelled_empty_share": round(share, 3),
             "pseudo_labels": {
                 "kept": len(pseudo),
                 "empty": int((~pseudo.masks.any(axis=(1, 2))).sum()),

@@ -7,6 +7,7 @@ import pytest
 from saltseg.probs import write_probs
 from saltseg.pseudo import (
     confidence,
+    empty_share,
     read_pseudo,
     salt_confidence,
     select_balanced,
@@ -136,3 +137,10 @@ def test_the_pseudo_step_cuts_at_the_teachers_tuned_threshold(synth_dir, tmp_pat
     assert main(args) == 0  # no teacher cut: 0.5, every label empty, so none kept
     table, masks = read_pseudo(out)
     assert len(table) == 0
+
+
+def test_the_empty_share_counts_labelled_tiles_that_are_not_blank():
+    masks = np.zeros((5, 4, 4), np.uint8)
+    masks[:2, 0, 0] = 1  # 2 salt tiles, 3 empty ones of which 1 blank
+    blank = np.array([False, False, False, False, True])
+    assert empty_share(masks, blank) == 0.5

@@ -54,6 +54,12 @@ def salt_confidence(
     return (decisive & region).sum(axis=(1, 2)) / region.sum(axis=(1, 2))
 
 
+def empty_share(masks: np.ndarray, blank: np.ndarray) -> float:
+    """The share of empty ``masks`` among the tiles that are not ``blank``: the labelled set's,
+    which caps :func:`select_balanced`'s empty labels."""
+    return float((~masks[~blank].any(axis=(1, 2))).mean())
+
+
 def select_balanced(
     probs: np.ndarray,
     masks: np.ndarray,

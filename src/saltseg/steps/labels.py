@@ -35,7 +35,13 @@ def pseudo_labels(
     maps, the labels are leak-free for that fold: no model behind them saw its validation
     tiles, and no label of its validation tiles chose the cut.
     """
-    from saltseg.pseudo import select_balanced, select_confident, select_phalanx, write_pseudo
+    from saltseg.pseudo import (
+        empty_share,
+        select_balanced,
+        select_confident,
+        select_phalanx,
+        write_pseudo,
+    )
 
     test = kaggle.load_test(data_dir, tile)
     ids, maps = mean_maps(test_probs)
@@ -45,9 +51,8 @@ def pseudo_labels(
     cut = teacher_cut(train, cut_cv, cut_oof)
     masks = binarize(maps, test.images, cut)
     if method == "balanced":
-        labelled = ~kaggle.is_blank(train.images)
-        empty_share = float((~train.masks[labelled].any(axis=(1, 2))).mean())
-        table = select_balanced(maps, masks, blank, empty_share, n_folds, seed, min_confidence)
+        share = empty_share(train.masks, kaggle.is_blank(train.images))
+        table = select_balanced(maps, masks, blank, share, n_folds, seed, min_confidence)
     elif method == "confident":
         table = select_confident(maps, blank, n_folds, seed, min_confidence)
     else:
