@@ -59,6 +59,7 @@ def test_training_lowers_the_loss_and_records_history(tmp_path):
     assert len(result["snapshots"]) == 1  # no snapshot phase: the final weights
 
 
+@pytest.mark.slow  # fast: test_snapshots_are_the_last_cycles_of_a_phase and the schedule test
 def test_cosine_snapshots_are_kept_per_cycle(tmp_path):
     result = run_fit(params(epochs=4, schedule="cosine", snapshots=2), tmp_path)
     assert len(result["snapshots"]) == 2
@@ -140,10 +141,34 @@ def test_cpu_runs_keep_freed_memory_and_still_train(tmp_path):
     assert np.isfinite(result["history"][0]["train_loss"])
 
 
+@pytest.mark.slow  # a real torch.compile: over a minute on 2 cores; fast: the test below
 def test_torch_compile_path_trains_on_cpu(tmp_path):
     runtime = resolve_runtime("cpu", "false", "false", compile=True)
     result = run_fit(params(epochs=1), tmp_path, runtime)
     assert np.isfinite(result["history"][0]["train_loss"])
+    assert not any(k.startswith("_orig_mod") for k in result["snapshots"][0])
+
+
+def test_compile_runs_the_training_through_torch_compile_and_keeps_plain_weights(
+    tmp_path, monkeypatch
+):
+    """The compile path without compiling: torch.compile's wrapper (``_orig_mod``) trains and
+    the snapshots keep the plain module's keys."""
+    calls = []
+
+    class Compiled(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self._orig_mod = model
+
+        def forward(self, *args, **kwargs):
+            calls.append(1)
+            return self._orig_mod(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", Compiled)
+    runtime = resolve_runtime("cpu", "false", "false", compile=True)
+    result = run_fit(params(epochs=1), tmp_path, runtime)
+    assert calls and np.isfinite(result["history"][0]["train_loss"])
     assert not any(k.startswith("_orig_mod") for k in result["snapshots"][0])
 
 
