@@ -82,6 +82,8 @@ def test_a_crop_phase_trains_on_windows_and_validates_on_tiles(tmp_path, monkeyp
     assert validated == [(8, 101, 101)] * 2 and 0 <= history[-1]["val_metric"] <= 1
 
 
+@pytest.mark.slow  # fast: test_a_crop_phase_trains_on_windows_and_validates_on_tiles and the
+# killed-run resume of test_training
 def test_a_killed_crop_phase_resumes_to_the_same_weights(tmp_path, monkeypatch):
     p = params(epochs=3, crop=64)
     p["model"] = {**p["model"], "pad_to": 128}

@@ -84,6 +84,7 @@ def test_an_unfusable_model_is_logged_once_per_process(caplog, monkeypatch):
     assert len(lines) == 1
 
 
+@pytest.mark.slow  # fast: test_fused_net_has_the_same_outputs_and_leaves_the_original_alone
 def test_prediction_is_unchanged_by_fusion(monkeypatch):
     import saltseg.inference.predict as predict
 

@@ -193,6 +193,9 @@ def test_segy_line_and_npy_section_predict_the_same(tmp_path, models, section):
     assert overlay.shape == (101, 202, 3)
 
 
+@pytest.mark.slow  # 34 slices x 2 formats x 2 models: 9 minutes on a loaded 2-core machine;
+# fast: test_volumes_read_alike_from_npy_and_segy_in_either_axis (a volume's slices in either
+# axis) and test_segy_line_and_npy_section_predict_the_same (predicting a SEG-Y)
 def test_volume_slice_by_slice_segy_and_npy(tmp_path, models, section):
     cube = np.stack([amplitudes(section[0][:20, 20 * k : 20 * k + 18]).T for k in range(16)])
     np.save(tmp_path / "cube.npy", cube)  # (inlines 16, crosslines 18, depth 20)

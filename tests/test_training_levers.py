@@ -115,6 +115,7 @@ def test_a_slot_splits_what_the_prediction_leaves_over_the_phases(
     assert slot_minutes(phases, q, 50, spent_before, predict) == pytest.approx(expected)
 
 
+@pytest.mark.slow  # fast: test_a_slot_splits_what_the_prediction_leaves_over_the_phases
 def test_a_slot_budget_times_the_prediction_at_the_validation_pace(tmp_path, monkeypatch):
     """Slot 5 min; epochs of 10 s, validations of 2 s for the 8 validation tiles (0.25 s a pass),
     and 480 prediction passes: 120 s. The phases (minutes 2 and 1) share the other 180 s 2:1.
@@ -286,6 +287,7 @@ def test_bucket_scores_by_hand():
     assert scores["salt"] == {"n": 3, "score": pytest.approx(2 / 3)}
 
 
+@pytest.mark.slow  # fast: the budget sizing tests and test_training's killed-run resume
 def test_a_budget_run_resumes_with_the_epochs_it_measured(tmp_path, monkeypatch):
     sized = []
     monkeypatch.setattr(
@@ -301,6 +303,8 @@ def test_a_budget_run_resumes_with_the_epochs_it_measured(tmp_path, monkeypatch)
     assert_same_weights(straight["snapshots"][0], resumed["snapshots"][0])
 
 
+@pytest.mark.slow  # fast: test_an_ema_phase_keeps_the_average_not_the_last_weights and the
+# killed-run resume of test_training
 def test_a_killed_ema_run_resumes_to_the_same_average(tmp_path, monkeypatch):
     p = params(epochs=3, ema=0.5)
     straight = run_fit(p, tmp_path / "straight")
