@@ -550,7 +550,11 @@ def folder_step(step: str, synth_dir: Path, tmp_path: Path, out: Path) -> list:
     return [*args, "--threshold", "fixed", "--device", "cpu", "--threads", 1, "--tta", "none"], []
 
 
-@pytest.mark.parametrize("step", ["synth", "mosaic", "predict-section"])
+@pytest.mark.parametrize(  # predict-section (44 s on a loaded 2-core machine) with the slow
+    # suite: synth and mosaic keep the shared folder guard fast
+    "step",
+    ["synth", "mosaic", pytest.param("predict-section", marks=pytest.mark.slow)],
+)
 def test_user_files_a_folder_output_never_deletes_a_users_file(step, synth_dir, tmp_path):
     """``--out mydata`` where mydata/ holds notes.txt: refused in one line naming the folder and
     the file, the file kept, nothing written; the step's own earlier output is replaced whole."""
