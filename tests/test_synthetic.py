@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from saltseg import rle
+from saltseg.data import kaggle
 from saltseg.data.images import read_image, read_mask
 from saltseg.data.synthetic import draw_section, generate
 from saltseg.errors import InputError
@@ -120,6 +121,31 @@ def test_files_and_ids(layout):
     assert not list(out.parent.glob(".data.*"))  # no temporary directory left behind
 
 
+def test_the_test_truth_is_each_test_tiles_mask_in_submission_order(layout):
+    out = layout["out"]
+    solution = pd.read_csv(out / "solution.csv", keep_default_na=False)
+    assert list(solution.columns) == ["id", "rle_mask"]
+    assert solution["id"].tolist() == layout["sample_submission"]["id"].tolist()
+    ids, masks = kaggle.load_test_truth(out, T)
+    assert ids == solution["id"].tolist()
+    for tile_id, mask in zip(ids, masks):  # the tile continues its mosaic: its truth is the mask
+        assert np.array_equal(
+            mask, rle.decode(solution.set_index("id")["rle_mask"][tile_id], (T, T))
+        )
+    assert 0 < masks.mean() < 1 and masks.any(axis=(1, 2)).any() and not masks.all()
+
+
+def test_the_test_truth_is_optional_and_checked(tmp_path):
+    generate(tmp_path / "d", sections=1, rows=2, cols=3)
+    solution = tmp_path / "d" / "solution.csv"
+    table = pd.read_csv(solution, keep_default_na=False)
+    table.iloc[1:].to_csv(solution, index=False)
+    with pytest.raises(InputError, match=r"solution.csv: expected one mask per test id"):
+        kaggle.load_test_truth(tmp_path / "d", T)
+    solution.unlink()
+    assert kaggle.load_test_truth(tmp_path / "d", T) is None
+
+
 def test_masks_are_0_255_and_match_train_rle(layout):
     for tid, code in zip(layout["train"]["id"], layout["train"]["rle_mask"]):
         raw = cv2.imread(
@@ -203,8 +229,8 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
     generate(tmp_path / "b", seed=5, **kwargs)
     generate(tmp_path / "c", seed=6, **kwargs)
     a, b, c = (_files(tmp_path / name) for name in "abc")
-    # 3 train images + 3 masks, 3 test images, 4 CSVs, and the manifest of what was written
-    assert len(a) == 2 * 3 + 3 + 4 + 1
+    # 3 train images + 3 masks, 3 test images, 5 CSVs (the test truth too), and the manifest
+    assert len(a) == 2 * 3 + 3 + 5 + 1
     assert a == b
     assert a["mosaics.csv"] != c["mosaics.csv"] and set(a) != set(c)
 
