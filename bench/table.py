@@ -159,11 +159,37 @@ def _empty_gate(r: dict) -> str:
 
 
 def _pseudo_quality(r: dict) -> str:
+    if "synthetic_test_truth" in r:  # the fold-0 teacher of a synthetic run, on the test truth
+        selections, where = r["synthetic_test_truth"]["teachers"]["fold0"], "fold-0 teacher: "
+    else:
+        selections, where = r["selections"], ""
+    shown = ("teacher", "confident_0.9", "confident_0.9 (b.e.s.)", "balanced_0.8", "balanced_0.9")
     parts = [
-        f"{name} keeps {s['share_kept']:.1%} at {_f(s['label_metric'])}"
-        for name, s in r["selections"].items()
+        f"{name.split(' ')[0]} keeps {s['share_kept']:.1%}"
+        + (f" at {_f(s['label_metric'])}" if s.get("label_metric") is not None else "")
+        for name, s in selections.items()
+        if name in shown or name.startswith("teacher")
     ]
-    return "; ".join(parts[:3])
+    return where + "; ".join(parts)
+
+
+def _stages_pay(r: dict) -> str:
+    arms = r["arms"]
+    return (
+        ", ".join(f"{name} {_f(arm['scores']['tuned'])}" for name, arm in arms.items())
+        + f" (tuned OOF, real fold 0, E = {r['epochs']} epochs)"
+    )
+
+
+def _recipe_variants(r: dict) -> str:
+    parts = []
+    for name, variant in r["variants"].items():
+        rows = {(row["stage"], row["name"]): row for row in variant["summary"]}
+        blend = rows.get(("blend", "blend"), {})
+        parts.append(
+            f"{name}: blend OOF {_f(blend.get('oof_tuned'))}, test {_f(blend.get('test_tuned'))}"
+        )
+    return "; ".join(parts)
 
 
 def _resize_ceiling(r: dict) -> str:
@@ -282,6 +308,8 @@ HEADLINES: dict[str, Callable[[dict], str]] = {
     "gate_rate": _gate_rate,
     "empty_gate": _empty_gate,
     "pseudo_quality": _pseudo_quality,
+    "stages_pay": _stages_pay,
+    "recipe_variants": _recipe_variants,
     "resize_ceiling": _resize_ceiling,
     "cpu_speed": _cpu_speed,
     "cpu_parallel": _cpu_parallel,

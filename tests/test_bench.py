@@ -176,7 +176,7 @@ def cited_results() -> list[str]:
 
 def test_every_cited_result_exists():
     cited = cited_results()
-    assert "bench/records/default_dag.json" in cited and len(cited) > 30
+    assert "bench/records/quality-cpu.json" in cited and len(cited) > 30
     assert [p for p in cited if not (REPO / p).is_file()] == []
 
 
