@@ -3,13 +3,15 @@
 Usage: python -m bench reliability [--full] [--out PATH]
 
 Runs ``pytest`` (slow tests included) on tests/test_reliability.py, the bad-input cases of
-tests/test_kaggle_reader.py and tests/test_workflow.py, tests/test_resume_kill.py and the data
-edits of tests/test_data_reruns.py, reads the JUnit XML report and counts every case (a
-parametrised case counts once per parameter) under one of six kinds: corrupt inputs, kills,
-disk full, invalidation (a changed config value or data file reruns what reads it, and only
-that), user's files (a folder output never deletes a file it did not write), bad options (one
-line at parsing). ``--full`` adds the tests of
-tests/test_workflow.py that need its full DAG run first (what a dry run reruns), a few minutes more.
+tests/test_kaggle_reader.py and tests/test_workflow.py, tests/test_resume_kill.py, the data
+edits of tests/test_data_reruns.py and the docs' commands (tests/test_troubleshooting_docs.py,
+tests/test_sections_docs.py), reads the JUnit XML report and counts every case (a parametrised
+case counts once per parameter) under one of seven kinds: corrupt inputs, kills, disk full,
+invalidation (a changed config value or data file reruns what reads it, and only that), user's
+files (a folder output never deletes a file it did not write), bad options (one line at
+parsing), documented commands (each documented command, and Snakemake's own failing forms, do
+what the page says). ``--full`` adds the tests of tests/test_workflow.py that need its full DAG
+run first (what a dry run reruns) and every GPU profile's whole DAG on tiny data, minutes more.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from pathlib import Path
 
 from bench.common import REPO, write_result
 
-KINDS = ["corrupt inputs", "kills", "disk full", "invalidation", "user's files", "bad options"]
+KINDS = [
+    "corrupt inputs",
+    "kills",
+    "disk full",
+    "invalidation",
+    "user's files",
+    "bad options",
+    "documented commands",
+]
 PREFIXES = {  # tests/test_reliability.py names each test by the kind of failure it checks
     "test_corrupt_": "corrupt inputs",
     "test_kill_": "kills",
@@ -81,6 +91,18 @@ OTHERS = {  # cases kept where they were written first
         "test_remade_synthetic_data_reruns_its_readers_once": "invalidation",
         "test_an_edited_synthetic_file_reruns_the_jobs_that_read_it": "invalidation",
     },
+    "tests/test_troubleshooting_docs.py": {  # Snakemake's own sharp edges, as the page shows
+        "test_the_page_quotes_it": "documented commands",
+        "test_a_misspelt_workflow_profile_is_ignored_silently": "documented commands",
+        "test_a_missing_configfile_ends_in_a_traceback_naming_it": "documented commands",
+        "test_config_takes_nested_keys_as_yaml_not_dotted": "documented commands",
+        "test_list_options_swallow_targets_unless_a_double_dash_ends_them": "documented commands",
+        "test_a_read_only_output_stops_a_forced_rerun_until_made_writable": "documented commands",
+    },
+    "tests/test_sections_docs.py": {  # docs/sections.md's examples, run as written
+        "test_the_docs_commands_are_accepted": "documented commands",
+        "test_the_docs_examples_use_the_tuned_threshold_after_a_submission": "documented commands",
+    },
 }
 FULL = {  # need tests/test_workflow.py's complete DAG run (its module fixture) first
     "tests/test_workflow.py": {
@@ -89,6 +111,9 @@ FULL = {  # need tests/test_workflow.py's complete DAG run (its module fixture) 
         "test_nothing_to_do_after_a_run": "invalidation",
         "test_speed_settings_rerun_nothing": "invalidation",
         "test_a_fold_outside_n_folds_is_planned_by_no_rule": "corrupt inputs",
+    },
+    "tests/test_profiles_e2e.py": {  # every GPU profile's whole DAG on tiny data (minutes)
+        "test_each_gpu_profile_runs_its_whole_dag": "documented commands",
     },
 }
 
@@ -113,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full", action="store_true", help="add the full-DAG dry-run tests")
     parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
     args = parser.parse_args(argv)
-    table = {f: {**OTHERS.get(f, {}), **(FULL.get(f, {}) if args.full else {})} for f in OTHERS}
+    files = [*OTHERS, *(f for f in FULL if f not in OTHERS)] if args.full else list(OTHERS)
+    table = {f: {**OTHERS.get(f, {}), **(FULL.get(f, {}) if args.full else {})} for f in files}
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
