@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -139,6 +140,16 @@ def speed_probe(steps: int = 40) -> dict:
         "of_cpu_speed_json": round(rate / reference, 2),
         "cpu_speed_json_date": recorded["date"],
     }
+
+
+def copy_workflow(work: Path) -> None:
+    """A runnable copy of this checkout's workflow in ``work``: Snakefile, config.yaml,
+    workflow/, envs/, src/ (the jobs run it) and the profiles link; no results."""
+    for name in ["Snakefile", "config.yaml"]:
+        shutil.copy(REPO / name, work)
+    for name in ["workflow", "envs", "src"]:
+        shutil.copytree(REPO / name, work / name)
+    (work / "profiles").symlink_to("workflow/profiles")
 
 
 def rule_seconds(benchmarks: Path) -> dict[str, float]:

@@ -12,7 +12,6 @@ after it (``speed_probe_after``): a wall time scales about as 1/probe, so
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.common import REPO, rule_seconds, speed_probe, write_result
+from bench.common import copy_workflow, rule_seconds, speed_probe, write_result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,11 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     before = speed_probe()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for name in ["Snakefile", "config.yaml"]:
-            shutil.copy(REPO / name, work)
-        for name in ["workflow", "envs", "src"]:
-            shutil.copytree(REPO / name, work / name)
-        (work / "profiles").symlink_to("workflow/profiles")
+        copy_workflow(work)
         command = ["snakemake", "--cores", args.cores]
         if args.config:
             command += ["--config", *args.config]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.common import REPO, speed_probe, write_result
+from bench.common import REPO, copy_workflow, speed_probe, write_result
 
 COLUMNS = [
     "stage",
@@ -48,11 +48,7 @@ def run_variant(results: Path, change: str) -> tuple[list[dict], float]:
     """Rerun everything after stage 1 of ``results`` with ``change``; its summary and seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for name in ["Snakefile", "config.yaml"]:
-            shutil.copy(REPO / name, work)
-        for name in ["workflow", "envs", "src"]:
-            shutil.copytree(REPO / name, work / name)
-        (work / "profiles").symlink_to("workflow/profiles")
+        copy_workflow(work)
         for name in ["data", "stage1"]:
             shutil.copytree(results / name, work / "results" / name)
         shutil.copy(results / "folds.csv", work / "results")
