@@ -181,14 +181,26 @@ def load_test_truth(data_dir: str | Path, size: int) -> tuple[list[str], np.ndar
     path = Path(data_dir) / SOLUTION
     if not path.is_file():
         return None
-    table = read_table(path, ["id", "rle_mask"]).set_index("id")["rle_mask"]
     ids = test_ids(data_dir)
+    return ids, read_rle_masks(path, ids, size, exact=True)
+
+
+def read_rle_masks(path: str | Path, ids: list[str], size: int, exact: bool = False) -> np.ndarray:
+    """The masks ``(N, size, size)`` of an ``id,rle_mask`` CSV (a submission, a solution) in the
+    order of ``ids``; with ``exact`` the file may hold no other id.
+
+    Raises:
+        InputError: an id without a mask (or, with ``exact``, a mask of another id), or an RLE
+            that does not decode.
+    """
+    table = read_table(path, ["id", "rle_mask"]).set_index("id")["rle_mask"]
     missing = [i for i in ids if i not in table.index]
-    if missing or len(table) != len(ids):
-        first = missing[0] if missing else next(i for i in table.index if i not in set(ids))
-        raise InputError(path, f"expected one mask per test id, {first!r} does not match")
-    masks = np.stack([rle.decode(table[i], (size, size), where=f"{path} id {i}") for i in ids])
-    return ids, masks
+    extra = [i for i in table.index if i not in set(ids)] if exact else []
+    if missing or extra:
+        raise InputError(
+            path, f"expected one mask per test id, {(missing or extra)[0]!r} does not match"
+        )
+    return np.stack([rle.decode(table[i], (size, size), where=f"{path} id {i}") for i in ids])
 
 
 def is_blank(images: np.ndarray) -> np.ndarray:

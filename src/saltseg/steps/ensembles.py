@@ -185,16 +185,9 @@ def fitted_blend(
         fit = Fit(np.eye(len(members))[best], float(fit.member_scores[best]), fit.member_scores)
         oof = members[best]
     del members
-    test_ids, test = None, None
-    for part, weight in zip(test_parts, fit.weights):
-        if weight > 0:
-            ids, maps = probs_io.read_probs(part)
-            if test_ids is not None and ids != test_ids:
-                raise InputError(
-                    part, f"expected the same ids in the same order as {test_parts[0]}"
-                )
-            test_ids, test = ids, (maps * weight if test is None else test + maps * weight)
-    _write_combined(train, oof, (test_ids, test), oof_out, test_out, cv_out)
+    used = [(part, float(w)) for part, w in zip(test_parts, fit.weights) if w > 0]
+    test = mean_maps([part for part, _ in used], [w for _, w in used])
+    _write_combined(train, oof, test, oof_out, test_out, cv_out)
     if not members_out:
         return
     kept, dropped = [], []

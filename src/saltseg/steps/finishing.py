@@ -15,7 +15,6 @@ from saltseg import probs as probs_io
 from saltseg.binarize import Cut, binarize, resolve_cut
 from saltseg.data import kaggle
 from saltseg.data.folds import read_folds
-from saltseg.errors import InputError
 from saltseg.io import (
     atomic_dir,
     atomic_path,
@@ -234,9 +233,9 @@ def summary(
         postprocess_applied=report["applied"],
     )
     if truth and submission:
-        blend["test_submission"] = competition_metric(
-            truth.masks, read_submission(submission, truth)
-        )
+        size = truth.images.shape[-1]
+        submitted = kaggle.read_rle_masks(submission, truth.ids, size)
+        blend["test_submission"] = competition_metric(truth.masks, submitted)
     write_csv(out, pd.DataFrame(rows + [blend]))
 
 
@@ -262,13 +261,3 @@ def score_test(truth: kaggle.Tiles, cv_json: str) -> dict[str, float | None]:
         "test_tuned": competition_metric(truth.masks, tuned),
         **{f"test_{bucket}": b["score"] for bucket, b in buckets.items()},
     }
-
-
-def read_submission(path: str, truth: kaggle.Tiles) -> np.ndarray:
-    """The masks of a submission CSV in the order of ``truth``'s ids."""
-    table = kaggle.read_table(path, ["id", "rle_mask"]).set_index("id")["rle_mask"]
-    shape = truth.images.shape[1:]
-    missing = [i for i in truth.ids if i not in table.index]
-    if missing:
-        raise InputError(path, f"expected a mask for every test id, {missing[0]!r} has none")
-    return np.stack([rle.decode(table[i], shape, where=f"{path} id {i}") for i in truth.ids])
