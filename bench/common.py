@@ -62,16 +62,20 @@ def machine() -> dict:
     }
 
 
-def commit(cwd: str | Path = REPO) -> str | None:
-    """The checked-out commit of ``cwd``, with ``-dirty`` when tracked files differ from it."""
+def commit(cwd: str | Path = REPO) -> str:
+    """The checked-out commit of ``cwd``, with ``-dirty`` when tracked files differ from it;
+    "unknown" where git is missing or ``cwd`` is not a checkout (the result is written anyway)."""
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True).stdout
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+        return done.stdout
 
-    head = git("rev-parse", "--short", "HEAD").strip()
-    if not head:
-        return None
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    try:
+        head = git("rev-parse", "--short", "HEAD").strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
 
 
 def time_setting(setting: dict, steps: int, warmup: int = 5, tiles: int = 512) -> dict:

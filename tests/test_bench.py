@@ -106,6 +106,28 @@ def test_a_result_is_never_overwritten(tmp_path):
     assert result_path("x", tmp_path, "2020-01-01").name == "x-2020-01-01-2.json"
 
 
+def test_a_result_is_written_without_git(tmp_path):
+    """An image without git, or a folder that is no checkout, still gets its result file, with
+    the commit "unknown" (git off PATH: a Python in an empty PATH, run by its full path)."""
+    from bench.common import commit
+
+    assert commit(tmp_path) == "unknown"
+    assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?", commit())
+    out = tmp_path / "x.json"
+    code = "import sys; from bench.common import write_result as w; w('x', {'n': 1}, sys.argv[1])"
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(out)],
+        cwd=REPO,
+        env={"PATH": str(empty), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert read(out)["commit"] == "unknown" and read(out)["n"] == 1
+
+
 def test_table_reads_one_folder_with_old_and_new_headers(tmp_path):
     (tmp_path / "quality-cpu-run2.json").write_text(  # an old header: no bench, no date
         json.dumps(
