@@ -1,7 +1,7 @@
 """``python -m bench``: the benches and one line on each; ``python -m bench NAME [ARGS]`` runs one.
 
-A bench is a module of this package with a ``main(argv)``; its line is its docstring's first.
-Run from the repository root (``python -m`` puts it on the path).
+A bench is a module of this package with a ``main(argv)`` (the others are its helpers); its line
+is its docstring's first. Run from the repository root (``python -m`` puts it on the path).
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NOT_BENCHES = {"__init__", "__main__", "common"}
 
 
 def benches() -> dict[str, str]:
     """Each bench's name and the first line of its docstring, read without importing it."""
     out = {}
     for path in sorted(HERE.glob("*.py")):
-        if path.stem in NOT_BENCHES:
-            continue
-        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-        out[path.stem] = " ".join(doc.split("\n\n")[0].split())
+        tree = ast.parse(path.read_text())
+        mains = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+        if path.stem != "__main__" and mains:
+            doc = ast.get_docstring(tree) or ""
+            out[path.stem] = " ".join(doc.split("\n\n")[0].split())
     return out
 
 

@@ -78,10 +78,13 @@ def commit(cwd: str | Path = REPO) -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def time_setting(setting: dict, steps: int, warmup: int = 5, tiles: int = 512) -> dict:
-    """Training images/s and prediction tiles/s (flip TTA) of ``SPEED_MODEL`` with one setting of
+def time_setting(
+    setting: dict, steps: int, warmup: int = 5, tiles: int = 512, net: dict | None = None
+) -> dict:
+    """Training images/s and prediction tiles/s (flip TTA) of a U-Net with one setting of
     bench/experiments/cpu_speed.yaml: saltseg's own training step and prediction on random
-    101x101 tiles, after ``warmup`` untimed steps (their seconds are reported apart)."""
+    101x101 tiles, after ``warmup`` untimed steps (their seconds are reported apart). The net is
+    ``net`` (model settings), else ``SPEED_MODEL`` with the setting's ``model`` overrides."""
     import numpy as np
     import torch
 
@@ -98,7 +101,7 @@ def time_setting(setting: dict, steps: int, warmup: int = 5, tiles: int = 512) -
         compile=setting.get("compile", False),
     )
     torch.manual_seed(0)
-    model = build_model("unet", 101, **{**SPEED_MODEL, **setting.get("model", {})})
+    model = build_model("unet", 101, **(net or {**SPEED_MODEL, **setting.get("model", {})}))
     model = model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)

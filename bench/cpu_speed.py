@@ -6,8 +6,9 @@ Times saltseg's own training step (saltseg.training.loop.train_step: autocast, b
 and prediction (saltseg.inference.predict.predict_probs) on random 101x101 tiles, for batch sizes,
 bf16 autocast, channels-last and torch.compile, one setting after the other in one process.
 Rates are images (tiles) per second after warm-up steps; compile time is reported apart. The
-timer (``time_setting``) and the settings (bench/experiments/cpu_speed.yaml) live in
-bench/common.py, whose speed probe times the ``bs16`` setting with them.
+timer (``time_setting``) lives in bench/common.py, whose speed probe times the ``bs16`` setting
+of bench/experiments/cpu_speed.yaml with it; ``net: cpu`` settings time the `cpu` profile's own
+net (bench/fold0.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from bench.common import SPEED_MODEL as MODEL
 from bench.common import SPEED_SETTINGS as SETTINGS
 from bench.common import time_setting, write_result
+from bench.fold0 import cpu_net
 from saltseg.runtime.device import keep_freed_memory
 
 
@@ -35,9 +37,12 @@ def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
     rows = {}
     for name in args.settings.split(","):
+        setting = SETTINGS[name]
+        net = cpu_net()["model"] if setting.get("net") == "cpu" else None
         rows[name] = {
-            **SETTINGS[name],
-            **time_setting(SETTINGS[name], args.steps, args.warmup, args.tiles),
+            **setting,
+            **({"model": net} if net else {}),
+            **time_setting(setting, args.steps, args.warmup, args.tiles, net),
         }
         print(name, rows[name], flush=True)
     write_result(

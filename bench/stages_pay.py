@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.ablation_cpu import half, in_fold0, score
 from bench.common import REPO, speed_probe, write_result
+from bench.fold0 import cpu_net, score, split
 from bench.pseudo_quality import quality
 from saltseg.binarize import binarize, tune
 from saltseg.data import kaggle
@@ -46,7 +46,6 @@ TTA = ("none", "hflip")
 
 def params(epochs: int, lr: float, data: str = "train") -> dict:
     """The cpu profile's net at 64 px, one BCE+Dice cosine phase of ``epochs`` on ``data``."""
-    base = half("stages_pay", 1.0, 64)
     phase = {
         "loss": "bce_dice",
         "optimizer": "adam",
@@ -59,7 +58,7 @@ def params(epochs: int, lr: float, data: str = "train") -> dict:
         "empty_weight": 0.05,
         "data": data,
     }
-    return {**base, "phases": [phase]}
+    return {**cpu_net(resize_to=64, pad_to=64), "phases": [phase]}
 
 
 def predict(model, state: dict, images: np.ndarray, runtime) -> np.ndarray:
@@ -82,10 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
     runtime = resolve_runtime("cpu", "false", "auto")
     speed = speed_probe()
-    tiles = kaggle.load_train(args.data_dir, 101)
-    in_val = in_fold0(args.data_dir, tiles)
-    train, val = tiles.subset(~in_val), tiles.subset(in_val)
-    blank = kaggle.is_blank(val.images)
+    train, val, blank = split(args.data_dir)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     rows_path = work / "rows.json"

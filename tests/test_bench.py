@@ -74,9 +74,11 @@ def read(path: Path) -> dict:
 
 
 def names() -> list[str]:
-    """The benches, as bench/__main__.py finds them (read at collection, before any import)."""
-    skip = {"__init__", "__main__", "common"}
-    return sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem not in skip)
+    """The benches, as bench/__main__.py finds them (read at collection, without importing them:
+    each has a ``main``)."""
+    from bench.__main__ import benches
+
+    return sorted(benches())
 
 
 @pytest.mark.parametrize("name", names())
@@ -289,10 +291,64 @@ def test_startup(tmp_path):
 
 
 def test_cpu_speed(tmp_path):
+    """A plain setting and one of the `cpu` profile's own net, which the record names in full."""
+    from bench.fold0 import cpu_net
+
     out = tmp_path / "c.json"
-    tiny = ["--steps", "1", "--warmup", "1", "--tiles", "8"]
-    run("cpu_speed", "--settings", "bs16", *tiny, "--threads", "1", "--out", str(out))
-    assert read(out)["settings"]["bs16"]["train_images_per_s"] > 0
+    tiny = ["--steps", "1", "--warmup", "1", "--tiles", "8", "--threads", "1"]
+    run("cpu_speed", "--settings", "bs16,cpu_profile_bs16", *tiny, "--out", str(out))
+    settings = read(out)["settings"]
+    assert settings["bs16"]["train_images_per_s"] > 0
+    assert settings["cpu_profile_bs16"]["model"] == cpu_net()["model"]
+    assert settings["cpu_profile_bs16"]["model"]["pad_to"] == 128
+
+
+def test_fold0_net_is_the_cpu_profiles():
+    """One definition of the `cpu` net: the profile's; stages_pay trains it at 64 px, the net its
+    record (stages_pay-2026-12-07.json) was trained with."""
+    import yaml
+
+    from bench.fold0 import cpu_net
+
+    recipe = yaml.safe_load((REPO / "workflow/profiles/cpu/recipe.yaml").read_text())
+    profile = recipe["models"]["cpu_unet"]
+    net = cpu_net(resize_to=64)
+    assert net["arch"] == profile["arch"] and net["augment"] == profile["augment"]
+    assert net["model"] == {**profile["model"], "resize_to": 64}
+    assert "phases" not in net and "slot_minutes" not in net
+    assert bench("stages_pay").params(8, 0.003)["model"] == {
+        "encoder_name": "resnet10t",
+        "pretrained": "none",
+        "decoder_channels": [64, 32, 16, 8, 8],
+        "resize_to": 64,
+        "pad_to": 64,
+        "encoder_args": {"channels": [32, 64, 128, 256], "stem_width": 16},
+        "deep_supervision": True,
+        "attention": "scse",
+        "hypercolumn": True,
+        "hypercolumn_channels": 16,
+    }
+
+
+def test_fold0_split_and_score(data):
+    """Fold 0 is a fifth of the tiles, disjoint from the train tiles; the score forces blank
+    tiles empty and tunes the threshold (by hand: a faint salt tile is lost at 0.5 only)."""
+    import numpy as np
+
+    from bench.fold0 import score, split
+
+    train, val, blank = split(str(data))
+    assert len(train) + len(val) == 160 and not set(train.ids) & set(val.ids)
+    assert len(val) == 32 and len(blank) == 32
+    truth = np.zeros((3, 101, 101), np.uint8)
+    truth[1, 20:60, 30:70] = 1  # tile 0 empty, tile 1 salt, tile 2 empty and blank
+    probs = np.zeros((3, 101, 101), np.float32)
+    probs[1] = truth[1] * 0.4  # found, but under 0.5
+    probs[2] = 1.0  # all salt, but blank: forced empty
+    scores = score(truth, np.array([False, False, True]), probs)
+    assert scores["at_0.5"] == pytest.approx(2 / 3)  # tile 1 predicted empty: 0
+    assert scores["tuned"] == pytest.approx(1.0) and scores["threshold"] < 0.5
+    assert scores["tuned_min_area"] == pytest.approx(1.0)
 
 
 def test_resize_ceiling(tmp_path, data):
