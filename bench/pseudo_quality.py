@@ -1,44 +1,33 @@
 """How good are the pseudo-labels of each selection, by coverage bucket? (pseudo_quality)
 
-Usage:
-    python -m bench pseudo_quality --results results            # the synthetic test truth
-    python -m bench pseudo_quality --data-dir ../shared/tgs --variant base64_lovasz_empty
+Usage: python -m bench pseudo_quality --results results
 
 ``--results``: a finished default run on the synthetic data (``snakemake all``), whose
 ``solution.csv`` holds the test truth. Every selection of saltseg.pseudo is applied as the
 pipeline applies it, to the test maps of each teacher: the fold-k stage-1 models (their cut
 tuned on the other folds' OOF, as ``pseudo_fold``) and the stage-1 ensemble (its cv.json's
-cut, as ``pseudo``), and the kept labels are scored against the truth.
-
-``--data-dir``: takes a model trained by bench/ablation_cpu.py on the train tiles of real fold 0,
-predicts fold 0's tiles (which it never saw) and treats them as if they were test tiles, cut at
-the cut tuned on them. Since these tiles are labelled we can score what a later stage would
-learn from: the share kept, the metric of the kept labels against the truth, the share of empty
-tiles among them, and the same per coverage bucket. bench/stages_pay.py reports the same for
-its own teacher.
+cut, as ``pseudo``), and the kept labels are scored against the truth: the share kept, the
+metric of the kept labels, the share of empty tiles among them, and the same per coverage
+bucket. bench/stages_pay.py reports the same for its own teacher on real fold 0 (the
+``--data-dir`` mode that did it for a fold-0 ablation teacher retired with bench/ablation_cpu.py:
+run it at 6362cd7).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from bench.ablation_cpu import variants
 from bench.common import REPO, write_result
 from saltseg import layout
 from saltseg import probs as probs_io
-from saltseg.binarize import Cut, binarize, tune
+from saltseg.binarize import Cut, binarize
 from saltseg.data import kaggle
-from saltseg.data.folds import make_folds, read_folds
-from saltseg.inference.predict import predict_probs
+from saltseg.data.folds import read_folds
 from saltseg.metrics import bucket_scores, competition_metric, coverage_bucket, tile_scores
-from saltseg.models import build_model
 from saltseg.pseudo import empty_share, select_balanced, select_confident, select_phalanx
-from saltseg.runtime.device import resolve_runtime
 from saltseg.steps.labels import teacher_cut
 
 
@@ -89,7 +78,7 @@ def synthetic_truth(results: Path) -> dict:
             for f in range(n_folds)
             if f != fold
         ]
-        cut = teacher_cut(train, None, [str(results.parent / p) for p in others])
+        cut, _ = teacher_cut(train, None, [str(results.parent / p) for p in others])
         fold_maps = maps(
             [results.parent / layout.fold_file("stage1", m, fold, "test.parquet") for m in models]
         )
@@ -105,58 +94,17 @@ def synthetic_truth(results: Path) -> dict:
     }
 
 
-def real_fold0(data_dir: str, variant: str, work: Path) -> dict:
-    """Every selection of an ablation teacher's maps of real fold 0, which it never saw."""
-    tiles = kaggle.load_train(data_dir, 101)
-    folds = make_folds(tiles.ids, kaggle.read_depths(data_dir, tiles.ids), 5, 0, "depth")
-    in_val = folds.set_index("id")["fold"].loc[tiles.ids].to_numpy() == 0
-    val = tiles.subset(in_val)
-    table = variants(7.0)
-    if variant not in table:
-        sys.exit(f"--variant: expected one of {', '.join(table)}, got {variant!r}")
-    params = table[variant]
-    state = torch.load(work / variant / "checkpoint.pt", weights_only=False)
-    model = build_model(params["arch"], 101, **params["model"])
-    runtime = resolve_runtime("cpu", "false", "auto")
-    probs = np.zeros(val.images.shape, np.float32)
-    for snapshot in state["snapshots"]:
-        model.load_state_dict(snapshot)
-        probs += predict_probs(model, val.images, runtime, 128, ("none", "hflip"))
-    probs /= len(state["snapshots"])
-    blank = kaggle.is_blank(val.images)
-    cut = tune(val.masks, np.where(blank[:, None, None], 0.0, probs)).cut
-    share = empty_share(tiles.masks[~in_val], kaggle.is_blank(tiles.images[~in_val]))
-    return {
-        "teacher": params["lever"],
-        "teacher_variant": variant,
-        "n_tiles": len(val),
-        "cut": cut.__dict__,
-        "selections": quality(val.masks, val.images, probs, cut, share),
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", help="a finished synthetic run's results/ (test truth)")
-    parser.add_argument("--data-dir", help="real data: an ablation teacher on fold 0")
-    parser.add_argument("--variant", default="base64_lovasz")
-    parser.add_argument("--work", default=str(REPO / "results" / "ablation"), help="ablation_cpu's")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--results", default=str(REPO / "results"), help="a finished synthetic run's results/"
+    )
     parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args.results:
-        payload = {
-            "command": "python -m bench pseudo_quality --results results",
-            "synthetic_test_truth": synthetic_truth(Path(args.results)),
-        }
-    elif args.data_dir:
-        payload = {
-            "command": f"python -m bench pseudo_quality --data-dir DATA --variant {args.variant}",
-            **real_fold0(args.data_dir, args.variant, Path(args.work)),
-        }
-    else:
-        sys.exit("expected --results (synthetic test truth) or --data-dir (real fold 0)")
+    payload = {
+        "command": "python -m bench pseudo_quality --results results",
+        "synthetic_test_truth": synthetic_truth(Path(args.results)),
+    }
     write_result("pseudo_quality", payload, args.out)
 
 

@@ -5,8 +5,7 @@ Runs `snakemake --workflow-profile workflow/profiles/cpu` in ``--workdir`` (defa
 checkout; use a fresh clone so the numbers come from committed code). Rerunning after an
 interruption continues the run; the JSON then holds the wall time of each attempt. The result
 holds the OOF of every stage (tuned, per coverage bucket), the post-processed blend, the wall
-time of each rule, the fold-0 ablation table behind the recipe
-(bench/records/ablation_cpu.json), and how fast the machine was: the same machine has trained
+time of each rule, the recipe it ran, and how fast the machine was: the same machine has trained
 2.2x slower one day than the next, and the budgets in minutes then buy half the epochs.
 """
 
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.common import REPO, RESULTS, commit, rule_seconds, speed_probe, write_result
+from bench.common import REPO, commit, rule_seconds, speed_probe, write_result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,7 +57,6 @@ def main(argv: list[str] | None = None) -> None:
             "postprocess": json.loads(
                 (workdir / "results" / "postprocess" / "report.json").read_text()
             ),
-            "ablation": ablation_table(RESULTS / "ablation_cpu.json"),
             "recipe": (workdir / "workflow/profiles/cpu/recipe.yaml").read_text(),
         },
         args.out,
@@ -73,23 +71,6 @@ def append_record(path: Path, value: object) -> list:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(records))
     return records
-
-
-def ablation_table(path: Path) -> list[dict] | None:
-    """Lever, fold-0 score (tuned threshold and min area, with and without flip TTA), minutes."""
-    if not path.is_file():
-        return None
-    return [
-        {
-            "variant": row["variant"],
-            "lever": row["lever"],
-            "oof_fold0": round(row["scores"]["none"]["tuned_min_area"], 4),
-            "oof_fold0_flip_tta": round(row["scores"]["none+hflip"]["tuned_min_area"], 4),
-            "train_minutes": row["train_minutes"],
-            "epochs": row["epochs"],
-        }
-        for row in json.loads(path.read_text())["rows"]
-    ]
 
 
 if __name__ == "__main__":

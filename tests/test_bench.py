@@ -1,23 +1,22 @@
 """Every bench entry point still runs (``python -m bench NAME``), so none of them rots.
 
 Run for real, in-process, on tiny synthetic data (saltseg.data.synthetic.generate) or tiny
-options, writing only under tmp_path: table, startup (one subcommand), cpu_speed (one setting,
-one step), resize_ceiling, ablation_cpu (one variant, seconds of training), pseudo_quality and
-empty_gate (on that variant's checkpoint), mosaic (assembly only), default_dag (with the DAG
-faked: that the speed probe is recorded); slow-marked: batch_augment (one round of one epoch),
-cpu_parallel and predict_speed (one Python per job).
+options, writing only under tmp_path: startup (one subcommand), cpu_speed (two settings, one
+step), mosaic (assembly only), gpu_step (its eager rows), default_dag (with the DAG faked: that
+the speed probe is recorded); the fold-0 helper (bench/fold0.py) on synthetic data and by hand.
 
 Checked more cheaply, because a real run needs hours, real data, a finished run or a GPU:
 every bench is imported and answers ``--help`` (benches whose optional packages, the
 ``[bench]`` extra, are missing are skipped); gpu_fast's collector is checked on hand-made inputs
 in tests/test_bench_gpu_fast.py; default_dag and quality_cpu run the DAG (covered by the
 workflow tests); reliability runs the slow test suites; gpu_stage1, presets, sections,
-section_quality, binarization_rules, gate_rate and mosaic_context need a GPU, trained models
-or a finished run.
+section_quality, pseudo_quality, recipe_variants and stages_pay need a GPU, real data, trained
+models or a finished run.
 
-Also kept: one home for results (every record in bench/records/ has a date and its bench's own
-headline in the table, and every ``bench/...json`` the README and docs cite exists) and no import
-cycle in bench/ (none in the import graph, and each module imports when it is imported first).
+Also kept: a result is written once, and without git; one home for results (every record in
+bench/records/ has a date and its bench's own headline in the table, and every
+``bench/...json`` the README and docs cite exists) and no import cycle in bench/ (none in the
+import graph, and each module imports when it is imported first: none imports a retired one).
 """
 
 from __future__ import annotations
@@ -33,11 +32,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NEEDS = {  # bench -> the optional package it imports (pip install -e .[bench])
-    "binarization_rules": "sklearn",
-    "empty_gate": "sklearn",
-    "presets": "segmentation_models_pytorch",
-}
+NEEDS = {"presets": "segmentation_models_pytorch"}  # bench -> its optional package ([bench])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -94,7 +89,8 @@ def test_the_entry_point_lists_the_benches(capsys):
 
     main([])
     out = capsys.readouterr().out
-    assert "ablation_cpu" in out and "Ablation of training levers" in out
+    assert "stages_pay" in out and "Does a second stage pay" in out
+    assert "ablation_cpu" not in out and "fold0" not in out  # retired; a helper, not a bench
 
 
 def test_a_result_is_never_overwritten(tmp_path):
@@ -173,10 +169,9 @@ def test_table_reads_one_folder_with_old_and_new_headers(tmp_path):
 
 def test_every_record_has_a_date_and_a_headline():
     """bench/README.md's table from bench/records: a real date and headline in every row."""
-    from bench.__main__ import benches
     from bench.table import HEADLINES, result_files, row
 
-    files, names = result_files(), list(benches())
+    files, names = result_files(), list(HEADLINES)
     assert len(files) >= 70 and not list((REPO / "bench").glob("*.json"))  # one home
     for path in files:
         name, bench_name, date, _, probe, headline = row(path, names)
@@ -236,7 +231,7 @@ def test_bench_has_no_import_cycle():
 
 def test_each_bench_module_imports_alone_first():
     """Each module imported first, in a fresh ``bench`` package (one Python for all of them)."""
-    code = """
+    code = f"""
 import importlib, sys
 failed = []
 for name in sys.argv[1:]:
@@ -245,13 +240,13 @@ for name in sys.argv[1:]:
     try:
         importlib.import_module("bench." + name)
     except ModuleNotFoundError as err:
-        if err.name not in {optional}:
+        if err.name not in {set(NEEDS.values())}:
             failed.append(f"{{name}}: {{err!r}}")
     except Exception as err:
         failed.append(f"{{name}}: {{err!r}}")
 print("\\n".join(failed))
 sys.exit(1 if failed else 0)
-""".format(optional=set(NEEDS.values()) | {"sklearn.metrics"})
+"""
     modules = sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem != "__main__")
     done = subprocess.run(
         [sys.executable, "-c", code, *modules], cwd=REPO, capture_output=True, text=True
@@ -351,74 +346,10 @@ def test_fold0_split_and_score(data):
     assert scores["tuned_min_area"] == pytest.approx(1.0)
 
 
-def test_resize_ceiling(tmp_path, data):
-    out = tmp_path / "r.json"
-    run("resize_ceiling", "--data-dir", str(data), "--sizes", "64", "--out", str(out))
-    assert 0 < read(out)["sizes"]["64"]["all_tiles"] <= 1
-
-
-def test_ablation_then_pseudo_quality_and_empty_gate(tmp_path, data):
-    work, variant = tmp_path / "ablation", "base64_lovasz_empty"
-    common = ["--data-dir", str(data), "--variants", variant, "--minutes", "0.01"]
-    run(
-        "ablation_cpu",
-        *common,
-        "--threads",
-        "1",
-        "--work",
-        str(work),
-        "--out",
-        str(tmp_path / "a.json"),
-    )
-    rows = read(tmp_path / "a.json")["rows"]
-    assert [row["variant"] for row in rows] == [variant]
-    teacher = ["--data-dir", str(data), "--variant", variant, "--work", str(work)]
-    out = tmp_path / "p.json"
-    run("pseudo_quality", *teacher, "--out", str(out))
-    assert read(out)["teacher_variant"] == variant
-    pytest.importorskip("sklearn")
-    out = tmp_path / "e.json"
-    run("empty_gate", *teacher, "--out", str(out))
-    assert "gates" in read(out)
-
-
 def test_mosaic(tmp_path, data):
     out = tmp_path / "m.json"
     run("mosaic", "--data-dir", str(data), "--no-synthetic", "--out", str(out))
     assert read(out)["n_tiles"] > 0
-
-
-@pytest.mark.slow  # 15 s: two trainings
-def test_batch_augment(tmp_path, data):
-    out = tmp_path / "b.json"
-    run(
-        "batch_augment",
-        "--data-dir",
-        str(data),
-        "--epochs",
-        "1",
-        "--rounds",
-        "1",
-        "--threads",
-        "1",
-        "--out",
-        str(out),
-    )
-    assert read(out)["models"]
-
-
-@pytest.mark.slow
-def test_cpu_parallel(tmp_path):
-    out = tmp_path / "cp.json"
-    run("cpu_parallel", "--threads", "1", "--jobs", "2", "--steps", "1", "--out", str(out))
-    assert read(out)["rows"]
-
-
-@pytest.mark.slow
-def test_predict_speed(tmp_path):
-    out = tmp_path / "ps.json"
-    run("predict_speed", "--jobs", "1", "--tiles", "256", "--repeats", "1", "--out", str(out))
-    assert read(out)["rows"]
 
 
 def test_gpu_step_eager_rows_on_cpu(tmp_path):
