@@ -63,7 +63,7 @@ def images_per_s(net: str, batch: int, graphed: bool, runtime, warmup: int, step
         runtime,
     )
     if graphed:
-        step = GraphedStep(step)
+        step = GraphedStep(step, optimizer, f"{net} at batch {batch}")
     x = runtime.to(torch.rand(batch, 1, 101, 101, device=runtime.device))
     y = (torch.rand(batch, 1, 101, 101, device=runtime.device) > 0.7).float()
     for _ in range(warmup):

@@ -93,3 +93,81 @@ def test_memory_share_is_capped_only_for_shared_cuda_devices():
 
     assert gpus.cap_memory_share(torch.device("cpu"), 4) is None
     assert gpus.cap_memory_share(torch.device("cuda"), 1) is None
+
+
+class FakeCuda:
+    """Just enough of ``torch.cuda`` for the runtime set-up to run as on a GPU machine, with
+    torch's own rules where they matter (``_get_device_index`` of the memory cap)."""
+
+    def __init__(self, monkeypatch, capability=(9, 0), name="NVIDIA H100"):
+        import torch
+        from torch.cuda._utils import _get_device_index
+
+        self.fractions = []
+
+        def set_fraction(fraction, device=None):  # what torch does first with ``device``
+            self.fractions.append((fraction, _get_device_index(device)))
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *_: capability)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: name)
+        monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", set_fraction)
+
+
+def runtime_args(**changes):
+    import argparse
+
+    settings = dict(
+        threads=None,
+        device="auto",
+        amp="auto",
+        channels_last="auto",
+        compile="false",
+        cuda_graphs="auto",
+        jobs_per_gpu=5,
+    )
+    return argparse.Namespace(**{**settings, **changes})
+
+
+def test_the_memory_cap_gets_an_indexed_device_the_way_cli_sets_up_a_job(monkeypatch):
+    """``--device auto`` resolves to ``cuda`` without an index, which
+    ``set_per_process_memory_fraction`` refuses (issue 44's second fault)."""
+    import torch
+
+    from saltseg import cli
+
+    fake = FakeCuda(monkeypatch)
+    runtime = cli._runtime(runtime_args())
+    assert runtime.device == torch.device("cuda") and runtime.cuda_graphs
+    assert fake.fractions == [(0.2, 0)]
+    assert gpus.cap_memory_share(torch.device("cuda:1"), 4) == 0.25
+    assert fake.fractions[-1] == (0.25, 1)
+
+
+@pytest.mark.parametrize(
+    "capability, name, dtype",
+    [((9, 0), "NVIDIA H100", "bfloat16"), ((8, 0), "A100", "bfloat16"), ((7, 5), "T4", "float16")],
+)
+def test_amp_auto_takes_bf16_only_where_the_gpu_computes_it(
+    monkeypatch, caplog, capability, name, dtype
+):
+    """torch's ``is_bf16_supported()`` counts emulated bf16 (a T4 or V100 trains it far slower
+    than fp16): those get fp16 with the gradient scaler, and say so."""
+    import torch
+
+    from saltseg.runtime.device import resolve_runtime
+
+    FakeCuda(monkeypatch, capability, name)
+    caplog.set_level("INFO", logger="saltseg.runtime.device")
+    runtime = resolve_runtime("auto")
+    assert runtime.amp_dtype == getattr(torch, dtype)
+    assert runtime.grad_scaler().is_enabled() == (dtype == "float16")
+    said = [r.getMessage() for r in caplog.records]
+    if dtype == "float16":
+        assert said == [
+            f"amp: {name} (sm_75) has no native bf16: training in fp16 with a gradient scaler "
+            "(set runtime.amp: false for fp32)"
+        ]
+    else:
+        assert said == []

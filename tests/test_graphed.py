@@ -14,7 +14,7 @@ from saltseg.losses import build_loss
 from saltseg.runtime.device import Runtime, resolve_runtime
 from saltseg.training import loop
 from saltseg.training.graphed import GraphedStep, capture_blocker
-from saltseg.training.optim import build_optimizer, build_schedule, hold_lr_in_tensors
+from saltseg.training.optim import build_optimizer, build_schedule, load_optimizer_state
 
 ADAM = {"optimizer": "adam", "lr": 0.01, "schedule": "cosine", "epochs": 4, "min_lr": 0.001}
 CPU = Runtime(torch.device("cpu"), None, False)
@@ -65,7 +65,7 @@ def batches(n: int, size: int = 4, seed: int = 1):
         yield x, y
 
 
-def train(graph: bool, epochs: int = 2, n: int = 7, short_last: bool = True):
+def train(graph: bool, epochs: int = 2, n: int = 7, short_last: bool = True, make=ReplayGraph):
     """Losses per step and final weights of ``epochs`` epochs with a cosine schedule."""
     model = Net()
     optimizer = build_optimizer(model, ADAM, graphed=True)
@@ -74,7 +74,7 @@ def train(graph: bool, epochs: int = 2, n: int = 7, short_last: bool = True):
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     step = partial(loop._step_on, model, loss_fn, optimizer, scaler, CPU)
     if graph:
-        step = GraphedStep(step, warmup=2, graph=ReplayGraph)
+        step = GraphedStep(step, optimizer, "phase 0", warmup=2, graph=make)
     losses = []
     for epoch in range(epochs):
         data = list(batches(n, seed=epoch))
@@ -83,6 +83,8 @@ def train(graph: bool, epochs: int = 2, n: int = 7, short_last: bool = True):
         for x, y in data:
             losses.append(float(step(x, y)))
         schedule.step()
+        if graph:
+            step.follow_schedule()
     return losses, model.state_dict(), step
 
 
@@ -111,14 +113,115 @@ def test_the_schedule_reaches_a_captured_step_through_the_lr_tensor():
     assert float(held) == pytest.approx(0.0055, rel=1e-5)
 
 
-def test_a_resumed_optimizer_holds_its_lr_in_a_tensor_again():
+def test_the_graphed_optimizer_is_capturable_fresh_and_after_an_eager_checkpoint():
+    """torch refuses to capture ``step()`` unless every group is capturable; an eager run's
+    checkpoint brings back ``capturable: False``, a float lr and CPU step counters."""
     model = Net()
-    saved = build_optimizer(model, ADAM).state_dict()  # an eager run's checkpoint: a float
+    eager = build_optimizer(model, ADAM)
+    out = model(torch.rand(2, 1, 12, 12))
+    (out["logits"].sum() + out["side"][0].sum()).backward()
+    eager.step()  # state with a step counter on the CPU
     optimizer = build_optimizer(model, ADAM, graphed=True)
-    optimizer.load_state_dict(saved)
-    assert isinstance(optimizer.param_groups[0]["lr"], float)
-    hold_lr_in_tensors(optimizer)
-    assert isinstance(optimizer.param_groups[0]["lr"], torch.Tensor)
+    assert all(group["capturable"] and group["fused"] for group in optimizer.param_groups)
+    load_optimizer_state(optimizer, eager.state_dict(), graphed=True)
+    for group in optimizer.param_groups:
+        assert group["capturable"] and group["fused"]
+        assert isinstance(group["lr"], torch.Tensor) and float(group["lr"]) == pytest.approx(0.01)
+        for param in group["params"]:
+            step = optimizer.state[param]["step"]
+            assert step.device == param.device and step.dtype == torch.float32
+            assert float(step) == 1.0  # the count is kept
+
+
+def test_a_graphed_checkpoint_resumes_eagerly_with_a_float_lr():
+    model = Net()
+    graphed = build_optimizer(model, ADAM, graphed=True)
+    optimizer = build_optimizer(model, ADAM)
+    load_optimizer_state(optimizer, graphed.state_dict(), graphed=False)
+    (group,) = optimizer.param_groups
+    assert group["lr"] == pytest.approx(0.01) and isinstance(group["lr"], float)
+    assert not group["capturable"] and not group["fused"]
+
+
+class Capturing:
+    """What torch's optimiser health check reads while a CUDA graph capture is on."""
+
+    def is_capturing(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_torchs_capture_health_check_passes_the_graphed_optimizer(monkeypatch, resumed):
+    """The real ``Optimizer.step`` path with a capture simulated: torch raises "param_groups'
+    capturable is False" for a non-capturable optimiser (the first fault of issue 44)."""
+    model = Net()
+    model(torch.rand(2, 1, 12, 12))["logits"].sum().backward()
+    optimizer = build_optimizer(model, ADAM, graphed=True)
+    if resumed:
+        load_optimizer_state(optimizer, build_optimizer(model, ADAM).state_dict(), graphed=True)
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda **_: torch.device("cuda"))
+    monkeypatch.setattr(torch.accelerator, "current_stream", lambda *_: Capturing())
+    with pytest.raises(RuntimeError, match="capturable is False"):
+        torch.optim.Adam(model.parameters(), lr=0.01, fused=True).step()  # the check is live
+    optimizer.step()
+
+
+class FailingGraph(ReplayGraph):
+    """A capture that raises as a CUDA capture error would (at capture or at the first replay)."""
+
+    fail_at = "capture"
+
+    def capture(self, fn):
+        if self.fail_at == "capture":
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore")
+        return super().capture(fn)
+
+    def replay(self) -> None:
+        if self.fail_at == "replay":
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        super().replay()
+
+
+@pytest.mark.parametrize("fail_at", ["capture", "replay"])
+def test_a_failed_capture_goes_on_eagerly_from_the_same_step(caplog, monkeypatch, fail_at):
+    monkeypatch.setattr(FailingGraph, "fail_at", fail_at)
+    caplog.set_level("INFO", logger="saltseg.training.graphed")
+    eager_losses, eager_weights, _ = train(graph=False)
+    losses, weights, step = train(graph=True, make=FailingGraph)
+    assert losses == pytest.approx(eager_losses, rel=1e-6)  # nothing lost, nothing twice
+    for name, value in eager_weights.items():
+        assert torch.allclose(weights[name].float(), value.float(), atol=1e-6), name
+    assert not step.captured and step.calls == 14
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("phase 0: capturing the step failed: RuntimeError: CUDA error")
+    assert "training goes on eagerly" in line and "runtime.cuda_graphs: false" in line
+
+
+def test_a_schedule_that_replaces_the_lr_tensor_still_reaches_the_graph(caplog):
+    """A schedule that assigns a new lr (older torch did) would leave the graph reading the
+    old tensor: the value is copied into it, once said."""
+    caplog.set_level("INFO", logger="saltseg.training.graphed")
+    model = Net()
+    optimizer = build_optimizer(model, ADAM, graphed=True)
+    loss_fn, scaler = build_loss("bce_dice"), torch.amp.GradScaler("cpu", enabled=False)
+    step = partial(loop._step_on, model, loss_fn, optimizer, scaler, CPU)
+    step = GraphedStep(step, optimizer, "phase 2", warmup=1, graph=ReplayGraph)
+    for x, y in batches(2):
+        step(x, y)
+    held = optimizer.param_groups[0]["lr"]
+    optimizer.param_groups[0]["lr"] = 0.002  # what `group["lr"] = new_lr` did
+    step.follow_schedule()
+    assert optimizer.param_groups[0]["lr"] is held and float(held) == pytest.approx(0.002)
+    optimizer.param_groups[0]["lr"] = torch.tensor(0.001)
+    step.follow_schedule()
+    assert optimizer.param_groups[0]["lr"] is held and float(held) == pytest.approx(0.001)
+    assert step.captured
+    assert [r.getMessage() for r in caplog.records] == [
+        "phase 2: the schedule replaced the graph's lr tensor; copied back"
+    ]
+    optimizer.param_groups[0]["lr"] = "0.001?"  # nothing a graph can read: eager from here
+    step.follow_schedule()
+    assert not step.captured and "cannot reach the graph" in caplog.records[-1].getMessage()
 
 
 class Scaler:
@@ -164,7 +267,7 @@ def test_a_real_cuda_graph_trains_as_eager_steps_within_bf16_noise():
         assert capture_blocker(ADAM, runtime, scaler) is None
         step = partial(loop._step_on, model, build_loss("lovasz_elu"), optimizer, scaler, runtime)
         if graphed:
-            step = GraphedStep(step)
+            step = GraphedStep(step, optimizer)
         losses[graphed] = [float(step(runtime.to(x), y.cuda())) for x, y in batches(8)]
         assert not graphed or step.captured
     assert losses[True] == pytest.approx(losses[False], rel=2e-2, abs=1e-3)

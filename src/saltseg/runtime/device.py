@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 from dataclasses import dataclass
 
 import torch
 
 from saltseg.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -18,8 +21,8 @@ class Runtime:
 
     Attributes:
         device: ``cuda`` or ``cpu``.
-        amp_dtype: the autocast dtype, or None for full precision. On CUDA bf16 where supported,
-            fp16 (with a gradient scaler) otherwise; on CPU bf16.
+        amp_dtype: the autocast dtype, or None for full precision. On CUDA bf16 where the GPU
+            computes it natively, fp16 (with a gradient scaler) otherwise; on CPU bf16.
         channels_last: whether models and batches use the channels-last memory format.
         compile: whether training runs the model through ``torch.compile``.
         cuda_graphs: whether training steps are captured as CUDA graphs where a phase allows
@@ -78,13 +81,30 @@ def resolve_runtime(
     use_amp = (on_cuda or cpu_has_amx()) if amp == "auto" else _flag("amp", amp)
     dtype = None
     if use_amp:
-        bf16 = not on_cuda or torch.cuda.is_bf16_supported()
-        dtype = torch.bfloat16 if bf16 else torch.float16
+        dtype = torch.bfloat16 if not on_cuda or native_bf16(dev) else torch.float16
     use_cl = channels_last == "auto" or _flag("channels_last", channels_last)
     graphs = on_cuda and not compile if cuda_graphs == "auto" else _flag("cuda_graphs", cuda_graphs)
     if graphs and not on_cuda:
         raise InputError("cuda_graphs", f"true needs a CUDA device, got device {device!r}")
     return Runtime(dev, dtype, use_cl, compile, graphs)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the CUDA ``device`` computes in bf16 natively (compute capability 8.0 and later:
+    A100, RTX 30xx, H100). Older GPUs (V100, T4) emulate bf16 far slower than fp16, which
+    torch's ``is_bf16_supported()`` counts as support; this does not. Says which it chose."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    major, minor = torch.cuda.get_device_capability(index)
+    native = major >= 8
+    if not native:
+        log.info(
+            "amp: %s (sm_%d%d) has no native bf16: training in fp16 with a gradient scaler "
+            "(set runtime.amp: false for fp32)",
+            torch.cuda.get_device_name(index),
+            major,
+            minor,
+        )
+    return native
 
 
 def cpu_has_amx() -> bool:

@@ -75,7 +75,8 @@ def cap_memory_share(device, jobs_per_gpu: int) -> float | None:
     import torch
 
     fraction = 1.0 / jobs_per_gpu
-    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    torch.cuda.set_per_process_memory_fraction(fraction, index)  # wants an indexed device
     log.info(
         "sharing the GPU with up to %d jobs: memory capped at %.0f %%",
         jobs_per_gpu - 1,

@@ -33,7 +33,7 @@ from saltseg.training.optim import (
     build_optimizer,
     build_schedule,
     cycle_epochs,
-    hold_lr_in_tensors,
+    load_optimizer_state,
     takes_snapshot,
 )
 
@@ -208,9 +208,7 @@ def _start_phase(
     schedule = build_schedule(optimizer, spec)
     ema = build_ema(run.model, spec.get("ema"))
     if resuming:
-        optimizer.load_state_dict(state["optimizer"])
-        if blocker is None:
-            hold_lr_in_tensors(optimizer)
+        load_optimizer_state(optimizer, state["optimizer"], graphed=blocker is None)
         schedule.load_state_dict(state["schedule"])
         scaler.load_state_dict(state["scaler"])
         if ema is not None:
@@ -234,7 +232,7 @@ def _start_phase(
         schedule=schedule,
         scaler=scaler,
         ema=ema,
-        step=GraphedStep(step) if blocker is None else step,
+        step=GraphedStep(step, optimizer, f"phase {p}") if blocker is None else step,
     )
 
 
@@ -269,6 +267,8 @@ def _train_phase(run: _Run, phase: _Phase, state: dict[str, Any]) -> None:
                 _validate(weights, run.val, phase.loss_fn, run.runtime, run.predict_batch_size)
             )
         _step_schedule(phase.schedule, row.get("val_loss"))
+        if isinstance(phase.step, GraphedStep):
+            phase.step.follow_schedule()
         state["history"].append(row)
         log.info(
             " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())

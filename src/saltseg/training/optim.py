@@ -28,8 +28,8 @@ def build_optimizer(
     """The phase's optimiser: ``adam`` (L2 ``weight_decay``), ``adamw`` (decoupled weight decay),
     ``rmsprop`` or ``sgd`` with Nesterov momentum 0.9.
 
-    ``graphed`` (adam and adamw): the fused implementation, one kernel launch per step and safe
-    to capture in a CUDA graph, with its lr held in a tensor (:func:`hold_lr_in_tensors`).
+    ``graphed`` (adam and adamw): the fused, capturable implementation, one kernel launch per
+    step and safe to capture in a CUDA graph (:func:`make_graph_safe`).
     """
     name = phase["optimizer"]
     if name not in OPTIMIZERS:
@@ -38,21 +38,53 @@ def build_optimizer(
     if not graphed:
         return OPTIMIZERS[name](model.parameters(), phase["lr"], wd)
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
-    optimizer = kind(model.parameters(), lr=phase["lr"], weight_decay=wd, fused=True)
-    hold_lr_in_tensors(optimizer)
+    optimizer = kind(
+        model.parameters(), lr=phase["lr"], weight_decay=wd, fused=True, capturable=True
+    )
+    make_graph_safe(optimizer)
     return optimizer
 
 
-def hold_lr_in_tensors(optimizer: torch.optim.Optimizer) -> None:
-    """Make each param group's lr a one-element tensor beside its parameters.
+def make_graph_safe(optimizer: torch.optim.Optimizer) -> None:
+    """Make a fused Adam(W) safe to step inside a CUDA graph capture.
 
-    A captured step reads the lr from that tensor's memory, and the schedules write their new
-    values into it in place, so replays follow the schedule. Call it again after
-    ``load_state_dict``, which brings back the saved groups.
+    torch refuses a capture of ``step()`` unless every param group is ``capturable``
+    (``Optimizer._accelerator_graph_capture_health_check``). The lr becomes a one-element tensor
+    beside the parameters: a captured step reads it from that memory, and the schedules write
+    their new values into it in place, so replays follow the schedule. Step counters move to the
+    parameters' device (an eager checkpoint keeps them on the CPU, which a graph cannot read).
     """
     for group in optimizer.param_groups:
         device = group["params"][0].device
+        group.update(fused=True, capturable=True, foreach=None)
         group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            if "step" in state:
+                state["step"] = state["step"].to(device=device, dtype=torch.float32)
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, saved: dict[str, Any], graphed: bool
+) -> None:
+    """Resume ``optimizer`` from a checkpoint's ``saved`` state, keeping how this run steps it.
+
+    ``load_state_dict`` brings back the saved groups whole, with the flags of the run that
+    wrote them: an eager run's ``capturable: False`` would fail the first capture, and a graphed
+    run's lr tensor would reach an eager step. The values (lr, moments, step counts) are kept;
+    the form is this run's.
+    """
+    flags = [
+        {key: group[key] for key in ("fused", "capturable", "foreach") if key in group}
+        for group in optimizer.param_groups
+    ]
+    optimizer.load_state_dict(saved)
+    for group, kept in zip(optimizer.param_groups, flags):
+        group.update(kept)
+        if not graphed:
+            group["lr"] = float(group["lr"])
+    if graphed:
+        make_graph_safe(optimizer)
 
 
 def n_cycles(phase: dict[str, Any]) -> int:
