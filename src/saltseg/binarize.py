@@ -15,7 +15,7 @@ import numpy as np
 from saltseg.data.kaggle import is_blank
 from saltseg.errors import InputError
 from saltseg.io import read_json
-from saltseg.metrics import tile_scores
+from saltseg.metrics import scores_from_counts
 
 #: the ways to choose a cut: ``fixed`` (0.5, no tile rules: the winners') and ``tuned`` (OOF-best)
 MODES = ("fixed", "tuned")
@@ -149,19 +149,48 @@ def binarization_table(
         min_areas = np.arange(0, 601, 10)
     if min_peaks is None:
         min_peaks = np.round(np.r_[0.0, np.arange(0.5, 0.951, 0.05)], 2)
-    truth = np.asarray(truth, dtype=bool)
-    truth_empty = ~truth.reshape(len(truth), -1).any(axis=1)
-    peak = probs.reshape(len(probs), -1).max(axis=1)
-    low_peak = peak[None, :] < np.asarray(min_peaks)[:, None]  # (P, N)
+    truth = np.asarray(truth, dtype=bool).reshape(len(truth), -1)
+    truth_empty = ~truth.any(axis=1)
+    flat = np.asarray(probs).reshape(len(probs), -1)
+    peak = flat.max(axis=1)
+    low = (peak[None, :] < np.asarray(min_peaks)[:, None]).astype(np.float64)  # (P, N)
+    area, inter = _counts_above(flat, truth, np.asarray(thresholds, dtype=np.float64))
+    union = area + truth.sum(axis=1)[None, :] - inter
     table = np.empty((len(thresholds), len(min_areas), len(min_peaks)))
-    for i, t in enumerate(thresholds):
-        pred = probs > t
-        scores = tile_scores(truth, pred)
-        area = pred.reshape(len(pred), -1).sum(axis=1)
-        small = area[None, :] < np.asarray(min_areas)[:, None]  # (A, N)
-        emptied = small[:, None, :] | low_peak[None, :, :]  # (A, P, N)
-        table[i] = np.where(emptied, truth_empty, scores).mean(axis=-1)
+    for i in range(len(thresholds)):
+        # in tenths of a tile, integers: a tile's score is a count of 10 IoU thresholds
+        tenths = np.rint(10 * scores_from_counts(inter[i], union[i]))
+        gain = 10.0 * truth_empty - tenths  # what emptying each tile changes
+        small = (area[i][None, :] < np.asarray(min_areas)[:, None]).astype(np.float64)  # (A, N)
+        # emptied = small or low peak: count both, less the tiles that are both
+        change = (small @ gain)[:, None] + (low @ gain)[None, :] - (small * gain) @ low.T
+        table[i] = (tenths.sum() + change) / (10 * len(tenths))
     return thresholds, min_areas, min_peaks, table
+
+
+def _counts_above(
+    flat: np.ndarray, truth: np.ndarray, thresholds: np.ndarray, chunk: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(area, inter)``, each ``(T, N)``: per threshold and tile, the pixels of ``flat`` (tiles
+    ``(N, H*W)``) above it, and those of them in ``truth``.
+
+    One pass over the maps instead of one per threshold: a pixel's rank is how many thresholds
+    lie below it (compared in float64, as :func:`binarize` does); a tile's count of ranks,
+    summed from the top, gives every threshold's count at once.
+    """
+    order = np.argsort(thresholds, kind="stable")
+    bins = len(thresholds) + 1
+    ranks = np.zeros((2, len(flat), bins), np.int64)  # all pixels, truth pixels
+    for start in range(0, len(flat), chunk):  # float64 copies of a chunk of tiles at a time
+        part = slice(start, start + chunk)
+        rank = np.searchsorted(thresholds[order], flat[part].astype(np.float64), side="left")
+        cell = np.arange(len(rank))[:, None] * bins + rank
+        for k, pick in enumerate([cell.ravel(), cell[truth[part]]]):
+            ranks[k, part] = np.bincount(pick, minlength=len(rank) * bins).reshape(-1, bins)
+    # above the j-th smallest threshold: ranks j + 1 and up
+    above = np.cumsum(ranks[:, :, ::-1], axis=2)[:, :, ::-1][:, :, 1:]
+    area, inter = above.transpose(0, 2, 1)[:, np.argsort(order)]
+    return area, inter
 
 
 def best_cell(

@@ -5,10 +5,11 @@ from the best member, then add, one step of ``1 / steps`` at a time, the member 
 raises the OOF metric most, and stop when no addition raises it. The blend of the fitted
 weights is never worse than its best member on the tiles it was fitted on, and a member that
 never raised the metric keeps weight 0. :func:`fit_within_folds` fits on all folds but one and
-blends that fold with those weights, so the blend's OOF score is not fitted on its own tiles.
+blends that fold with those weights: how well fitted weights do on tiles they were not fitted on.
 
-The metric is the competition metric at the best threshold of :data:`THRESHOLDS`, blank tiles
-empty (the full cut, with its tile rules, is tuned afterwards on the blended maps).
+The metric is :func:`blend_score`: the competition metric with the tuned cut (threshold, minimum
+area and minimum peak, :func:`saltseg.binarize.tune`), blank tiles empty: the ``metric_tuned`` of
+a ``cv.json`` and the ``oof_tuned`` of the summary, so a member's score here is its score there.
 """
 
 from __future__ import annotations
@@ -17,16 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from saltseg.binarize import binarization_table
-
-#: thresholds the fit scores each candidate blend at (its best one counts)
-THRESHOLDS = np.round(np.arange(0.3, 0.71, 0.05), 2)
+from saltseg.binarize import tune
 
 
 def blend_score(truth: np.ndarray, maps: np.ndarray) -> float:
-    """The metric of ``maps`` (blank tiles already zero) at its best threshold of THRESHOLDS."""
-    table = binarization_table(truth, maps, THRESHOLDS, np.array([0]), np.array([0.0]))[-1]
-    return float(table.max())
+    """The metric of ``maps`` (blank tiles already zero) with its tuned cut."""
+    return tune(truth, maps).metric
 
 
 @dataclass(frozen=True)

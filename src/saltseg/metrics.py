@@ -18,8 +18,11 @@ def tile_scores(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     pred = np.asarray(pred, dtype=bool).reshape(len(pred), -1)
     if truth.shape != pred.shape:
         raise ValueError(f"truth {truth.shape} and prediction {pred.shape} differ in shape")
-    inter = (truth & pred).sum(axis=1)
-    union = (truth | pred).sum(axis=1)
+    return scores_from_counts((truth & pred).sum(axis=1), (truth | pred).sum(axis=1))
+
+
+def scores_from_counts(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
+    """:func:`tile_scores` from each tile's intersection and union pixel counts ``(N,)``."""
     hits = 100 * inter[:, None] > IOU_THRESHOLDS_PERCENT[None, :] * union[:, None]
     return np.where(union == 0, 1.0, hits.mean(axis=1))
 

@@ -14,7 +14,7 @@ from saltseg.binarize import binarize, tune
 from saltseg.data import kaggle
 from saltseg.data.folds import read_folds
 from saltseg.errors import InputError
-from saltseg.io import copy_file, read_json, write_json
+from saltseg.io import copy_file, write_json
 from saltseg.metrics import bucket_scores, competition_metric
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,14 @@ def _write_combined(
     oof_out: str,
     test_out: str,
     cv_out: str,
-) -> None:
-    """Write combined OOF maps (in train order), test ``(ids, maps)`` and the OOF's cv.json."""
+) -> dict[str, Any]:
+    """Write combined OOF maps (in train order), test ``(ids, maps)`` and the OOF's cv.json;
+    return what cv.json holds."""
     probs_io.write_probs(oof_out, train.ids, oof)
     probs_io.write_probs(test_out, *test)
-    write_json(cv_out, score_oof(train, oof))
+    cv = score_oof(train, oof)
+    write_json(cv_out, cv)
+    return cv
 
 
 def score_oof(train: kaggle.Tiles, oof: np.ndarray) -> dict[str, Any]:
@@ -106,8 +109,8 @@ def ensemble(
 ) -> None:
     """Weighted average of several models' OOF and test maps, and the OOF score of the average.
 
-    With ``folds_csv`` the weights are fitted (:mod:`saltseg.blend`): each fold's OOF tiles are
-    blended with weights fitted on the other folds, the test maps with weights fitted on all.
+    With ``folds_csv`` the weights are fitted on the OOF maps (:func:`fitted_blend`), and judged
+    within folds.
 
     ``members_out`` (``members.json``) records each member's directory (the folder of its OOF
     file, holding ``fold<k>/model.pt``) and weight, so that ``predict-section --models`` on the
@@ -125,7 +128,7 @@ def ensemble(
             raise InputError(name, f"expected one file per OOF part ({len(oof_parts)})")
     if folds_csv and len(oof_parts) > 1:
         outs = (oof_out, test_out, cv_out, members_out)
-        fitted_blend(data_dir, tile, oof_parts, test_parts, cv_parts, folds_csv, n_folds or 2, outs)
+        fitted_blend(data_dir, tile, oof_parts, test_parts, folds_csv, n_folds or 2, outs)
         return
     if len(oof_parts) == 1 and cv_parts:
         _expect_train_order(
@@ -152,17 +155,23 @@ def fitted_blend(
     tile: int,
     oof_parts: list[str],
     test_parts: list[str],
-    cv_parts: list[str] | None,
     folds_csv: str,
     n_folds: int,
     outs: tuple[str, str, str, str | None],
 ) -> None:
-    """The blend of fitted weights (see :func:`ensemble`); ``members.json`` lists the members
-    of weight above 0 (``members``, what ``predict-section`` applies) and the others with why
-    (``dropped``), each with its OOF score, its fitted weight and its weight per held-out fold.
+    """The blend of fitted weights (see :func:`ensemble`): one predictor, one score.
 
-    A blend whose held-out folds score below its best member alone (its weights fitted noise)
-    falls back to that member, so the blend never loses to a member on OOF.
+    The weights are fitted on all OOF tiles (:func:`saltseg.blend.fit_weights`), and the blend's
+    OOF maps, its cv.json (so the submission's tuned cut) and its test maps all come from those
+    weights: one-hot weights give that member's maps exactly. Weights fitted within folds
+    (each fold blended with weights fitted on the others) judge them on tiles they were not
+    fitted on: unless that held-out blend scores above the best member alone, the blend is the
+    best member alone. Every score is :func:`saltseg.blend.blend_score`, the tuned cut of
+    cv.json's ``metric_tuned``, so the blend's OOF never scores below its best member.
+
+    ``members.json`` lists the members of weight above 0 (``members``, what ``predict-section``
+    applies) and the others with why (``dropped``), each with its OOF score (``oof_tuned``, the
+    summary's), its weight and its weight per held-out fold.
     """
     from saltseg.blend import Fit, blend_score, fit_weights, fit_within_folds
 
@@ -176,18 +185,20 @@ def fitted_blend(
         maps[blank] = 0.0
         members.append(maps)
     folds = read_folds(folds_csv, n_folds).set_index("id")["fold"].loc[train.ids].to_numpy()
-    oof, by_fold = fit_within_folds(train.masks, members, folds)
+    held_out_maps, by_fold = fit_within_folds(train.masks, members, folds)
+    held_out = blend_score(train.masks, held_out_maps)
+    del held_out_maps
     fit = fit_weights(train.masks, members)
-    held_out = blend_score(train.masks, oof)
     best = int(np.argmax(fit.member_scores))
-    fallback = held_out < fit.member_scores[best] and fit.weights[best] < 1
-    if fallback:  # the fitted weights lost to the best member on tiles they were not fitted on
+    fallback = fit.weights[best] < 1 and held_out <= fit.member_scores[best]
+    if fallback:  # the fitted weights did not beat the best member on tiles they were not fit on
         fit = Fit(np.eye(len(members))[best], float(fit.member_scores[best]), fit.member_scores)
-        oof = members[best]
     del members
-    used = [(part, float(w)) for part, w in zip(test_parts, fit.weights) if w > 0]
-    test = mean_maps([part for part, _ in used], [w for _, w in used])
-    _write_combined(train, oof, test, oof_out, test_out, cv_out)
+    used = [k for k, w in enumerate(fit.weights) if w > 0]
+    weights = [float(fit.weights[k]) for k in used]
+    _, oof = mean_maps([oof_parts[k] for k in used], weights)  # the same weights, the same way
+    test = mean_maps([test_parts[k] for k in used], weights)
+    score = _write_combined(train, oof, test, oof_out, test_out, cv_out)["metric_tuned"]
     if not members_out:
         return
     kept, dropped = [], []
@@ -198,32 +209,30 @@ def fitted_blend(
             "stage": place.stage,
             "model": place.model,
             "weight": round(float(fit.weights[k]), 6),
-            "oof_tuned": read_json(cv_parts[k], ("metric_tuned",))["metric_tuned"]
-            if cv_parts
-            else None,
-            "fit_score": round(float(fit.member_scores[k]), 6),
+            "oof_tuned": float(fit.member_scores[k]),
             "fold_weights": {str(f): round(float(w[k]), 6) for f, w in by_fold.items()},
         }
         if fit.weights[k] > 0:
             kept.append(record)
         elif fallback:
             record["why"] = (
-                f"the fitted weights scored {held_out:.4f} on held-out folds, below the best"
-                f" member alone ({fit.score:.4f}): the blend is that member"
+                f"the weights fitted within folds scored {held_out:.4f} on their held-out folds,"
+                f" no better than the best member alone ({fit.score:.4f}): the blend is that"
+                " member"
             )
             dropped.append(record)
         else:
             record["why"] = (
-                f"adding it never raised the blend's OOF metric (best threshold of the fit) above"
-                f" {fit.score:.4f}; its own {fit.member_scores[k]:.4f}"
+                f"in the fit on all OOF tiles, adding it never raised the blend's tuned OOF metric"
+                f" above {fit.score:.4f}; its own {fit.member_scores[k]:.4f}"
             )
             dropped.append(record)
     write_json(
         members_out,
         {
             "method": "fit",
-            "fit_score": round(fit.score, 6),
-            "held_out_score": round(held_out, 6),
+            "oof_tuned": score,  # cv.json's: of the OOF maps the blend wrote
+            "held_out_score": float(held_out),
             "members": kept,
             "dropped": dropped,
         },
