@@ -23,10 +23,11 @@ from saltseg.binarize import (
     binarization_table,
     binarize,
     remove_small,
+    tune,
 )
 from saltseg.losses import build_loss
 from saltseg.losses.empty import empty_loss, empty_target
-from saltseg.metrics import bucket_scores, coverage_bucket
+from saltseg.metrics import bucket_scores, coverage_bucket, tile_scores
 from saltseg.models import build_model
 from saltseg.runtime.device import resolve_runtime
 from saltseg.training import budget, loop
@@ -268,6 +269,38 @@ def test_the_peak_gate_empties_tiles_whose_largest_probability_is_low():
     masks = binarize(probs, images, Cut(0.5, 0, 0.7))
     assert masks.reshape(3, -1).sum(1).tolist() == [0, 20, 40]
     assert binarize(probs, images, Cut(0.5)).reshape(3, -1).sum(1).tolist() == [30, 20, 40]
+
+
+def test_the_tuned_cut_applies_as_tuned_at_a_quantisation_level():
+    """Salt read back from a probability file at 102/255: float32 0.40000001, equal to float32
+    0.4 but above float64 0.4. The tuning (in float64) takes 0.4 as the threshold nearest 0.5
+    that keeps the salt; binarize must keep it too (it compared in float32 before 206e570 and
+    emptied every tile)."""
+    truth = np.zeros((4, 10, 10), bool)
+    truth[1:, :5] = True
+    probs = (np.where(truth, 102, 0) / 255).astype(np.float32)
+    tuned = tune(truth, probs)
+    assert (tuned.cut.threshold, tuned.metric) == (0.4, 1.0)
+    images = np.arange(400).reshape(4, 10, 10).astype(np.uint8)
+    assert np.array_equal(binarize(probs, images, tuned.cut), truth)
+    assert np.array_equal(binarize(probs, images, Cut(0.4, 0, 0.4)), truth)  # the peak too
+
+
+def test_the_binarization_table_counts_as_the_metric_scores_each_cut():
+    """Every cell of the table against tile_scores of that cut applied by hand (random maps at
+    the quantisation levels of a probability file, thresholds given out of order)."""
+    rng = np.random.default_rng(0)
+    truth = rng.random((12, 16, 16)) < np.linspace(0, 0.6, 12)[:, None, None]
+    probs = np.rint(np.clip(truth * 0.5 + rng.random(truth.shape) * 0.6, 0, 1) * 255) / 255
+    probs = probs.astype(np.float32)
+    thresholds, areas, peaks = np.array([0.6, 0.2, 0.4, 0.5]), np.array([0, 30]), np.array([0, 0.9])
+    table = binarization_table(truth, probs, thresholds, areas, peaks)[3]
+    for i, t in enumerate(thresholds):
+        for j, area in enumerate(areas):
+            for k, peak in enumerate(peaks):
+                pred = probs > np.float64(t)
+                pred[(pred.sum(axis=(1, 2)) < area) | (probs.max(axis=(1, 2)) < peak)] = False
+                assert table[i, j, k] == pytest.approx(tile_scores(truth, pred).mean(), abs=1e-12)
 
 
 def test_bucket_scores_by_hand():
