@@ -3,9 +3,10 @@
 Each rule keeps the fingerprint of the data files its step reads as the param ``data_files``
 (saltseg.data.fingerprint): the train side (train.csv, depths.csv, train/images, train/masks),
 the test side (sample_submission.csv, depths.csv, test/images), the test truth (solution.csv,
-summary only). Each case edits one file of a finished tiny run and reads the jobs that
-``snakemake -n`` plans. The run is finished by ``snakemake --touch --forceall`` over empty
-outputs: no job runs, and Snakemake records each job's params as a real run does.
+summary only). Each case edits one file of a finished tiny run, keeping its size and time as
+``touch -r`` would (only its contents tell), and reads the jobs that ``snakemake -n`` plans.
+The run is finished by ``snakemake --touch --forceall`` over empty outputs: no job runs, and
+Snakemake records each job's params as a real run does.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import struct
 import subprocess
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import yaml
 from test_workflow import planned_jobs, planned_wildcards, snakemake
@@ -108,16 +112,41 @@ def restored(path: Path):
 
 
 def edit_in_place(path: Path) -> None:
-    """Rewrite ``path`` in place (no new entry in its folder): one character of a CSV's last row
-    (same size), one pixel of a PNG."""
+    """Rewrite ``path`` in place with its size and modification time kept, as ``touch -r``
+    would (no new entry in its folder, the same size and time: only its contents tell): one
+    character of a CSV's last row, one pixel of a PNG (to a value whose PNG is as long)."""
+    before = path.stat()
     if path.suffix == ".csv":
         text = path.read_text()
         last = text.rstrip("\n")[-1]
         path.write_text(text.rstrip("\n")[:-1] + ("1" if last != "1" else "2") + "\n")
     else:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        image[0, 0] = 255 - image[0, 0]
-        path.write_bytes(cv2.imencode(".png", image)[1].tobytes())
+        first = int(image[0, 0])
+        for value in [255 - first, *range(256)]:
+            image[0, 0] = value
+            png = png_of_size(image, before.st_size)
+            if value != first and png is not None:
+                break
+        path.write_bytes(png)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def png_of_size(image: np.ndarray, size: int) -> bytes | None:
+    """``image`` as a PNG of ``size`` bytes, if an encoding makes it at most that long: padded to
+    it with a comment (a ``tEXt`` chunk) before its end."""
+    for options in ([], [cv2.IMWRITE_PNG_COMPRESSION, 9]):  # OpenCV's default, the smallest
+        png = cv2.imencode(".png", image, options)[1].tobytes()
+        pad = size - len(png) - 12  # a chunk: length, type, data, CRC
+        if pad == -12:
+            return png
+        if pad >= 8:
+            text = b"tEXtComment\0" + b" " * (pad - 8)
+            chunk = struct.pack(">I", len(text) - 4) + text + struct.pack(">I", zlib.crc32(text))
+            return png[:-12] + chunk + png[-12:]  # the last 12 bytes: the IEND chunk
+    return None
 
 
 def planned_after_edit(workdir: Path, name: str) -> subprocess.CompletedProcess:
@@ -263,13 +292,14 @@ def test_an_edited_synthetic_file_reruns_the_jobs_that_read_it(synthetic_run, na
 
 
 def fresh(data: Path, parts: tuple[str, ...]) -> str:
-    """The fingerprint as a new snakemake process computes it (no folder scan kept)."""
-    fingerprints._FOLDERS.clear()
+    """The fingerprint as a new snakemake process computes it (no folder scan or hash kept)."""
+    fingerprints.reset()
     return fingerprints.fingerprint(data, parts)
 
 
-def test_the_fingerprint_follows_names_sizes_and_times_of_the_files_read(tmp_path):
-    """stat only: a PNG added, a same-size rewrite (its time), a missing part; not other files."""
+def test_the_fingerprint_follows_names_sizes_and_contents_of_the_files_read(tmp_path):
+    """A PNG added, a rewrite with the same size and time, a missing part; not other files, not
+    file times."""
     data = tmp_path / "data"
     generate(data, seed=1, sections=1, rows=2, cols=3)
     first = fresh(data, TRAIN)
@@ -282,8 +312,13 @@ def test_the_fingerprint_follows_names_sizes_and_times_of_the_files_read(tmp_pat
     (data / "train" / "images" / "new.png").unlink()
     assert fresh(data, TRAIN) == first
     stat = (data / "train.csv").stat()
-    os.utime(data / "train.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
-    assert fresh(data, TRAIN) != first
+    os.utime(data / "train.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns // 10**9 * 10**9 - 1))
+    assert fresh(data, TRAIN) == first
+    for name in ("train.csv", "train/masks/*.png"):
+        with restored(sorted(data.glob(name))[0]) as path:
+            edit_in_place(path)
+            assert fresh(data, TRAIN) != first
+        assert fresh(data, TRAIN) == first
     shutil.rmtree(data / "train" / "masks")  # optional in the Kaggle layout: counted as absent
     assert fresh(data, TRAIN).startswith(f"{n_train // 2 + 2} data files")
 
@@ -293,6 +328,6 @@ def test_reliability_counts_every_case_here():
 
     here = {name for name in globals() if name.startswith("test_")}
     assert set(OTHERS["tests/test_data_reruns.py"]) == here - {
-        "test_the_fingerprint_follows_names_sizes_and_times_of_the_files_read",
+        "test_the_fingerprint_follows_names_sizes_and_contents_of_the_files_read",
         "test_reliability_counts_every_case_here",
     }

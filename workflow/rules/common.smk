@@ -36,7 +36,9 @@ if DATA_DIR != SYNTHETIC_DIR and not Path(DATA_DIR).is_dir():
     )
 # The data files a step reads decide its reruns. A folder input changes only when an entry is
 # added or removed, so each rule also keeps, as the param data_files, the fingerprint (names,
-# sizes, mtimes) of the files its step reads, of the train side, the test side or the test truth.
+# sizes, contents) of the files its step reads, of the train side, the test side or the test
+# truth. Each file's content hash is kept in FINGERPRINTS under its size and times, shared by
+# every snakemake process of this workdir (cluster jobs too): an unchanged file costs a stat.
 from saltseg.data.fingerprint import (
     FOLD_TABLES,
     TEST,
@@ -46,6 +48,7 @@ from saltseg.data.fingerprint import (
     fingerprint,
 )
 
+FINGERPRINTS = layout.result("data_fingerprints.json")
 # a depth-stratified split reads the two tables; by coverage or mosaic, the masks too
 FOLDS_READ = FOLD_TABLES if config["folds"]["stratify"] == "depth" else TRAIN
 
@@ -57,7 +60,7 @@ def data_files(*sides):
     no param computed from input. Called again just before a job runs, it records the data the
     job read (the synthetic data too, made earlier in the same run)."""
     parts = [part for side in sides for part in side]
-    return lambda wildcards: fingerprint(DATA_DIR, parts)
+    return lambda wildcards: fingerprint(DATA_DIR, parts, FINGERPRINTS)
 
 
 def train_data(wildcards):
