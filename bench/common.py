@@ -1,14 +1,15 @@
 """The benchmarks' shared helpers: machine and commit, the training-speed timer and the speed
-probe built on it, rule seconds, and :func:`write_result`, which writes one shared header and
-never overwrites a result.
+probe built on it, rule seconds, and :func:`write_result`, which writes one shared header,
+never overwrites a result and appends the result's row to the records index.
 
-A result is ``{"bench", "date", "commit", "machine", ["speed_probe",] "command", ...payload}``,
-written once to ``bench/records/<bench>-<YYYY-MM-DD>.json`` (``-2``, ``-3``, ... when that day
-already has one) or to an explicit ``--out`` path that must not exist yet. Results are cited by
-name in docs/, so a file, once written, is never rewritten: a rerun makes a new one.
+A result is ``{"bench", "date", "commit", "machine", ["speed_probe",] "command", ["headline",]
+...payload}``, written once to ``bench/records/<bench>-<YYYY-MM-DD>.json`` (``-2``, ``-3``, ...
+when that day already has one) or to an explicit ``--out`` path that must not exist yet. Results
+are cited by name in docs/, so a file, once written, is never rewritten: a rerun makes a new one.
 
-This module imports no other module of the package (the benches import it), so ``bench`` has no
-import cycle; torch and saltseg are imported inside the functions that need them.
+This module imports only bench.table (the index), which imports no other module of the package,
+so ``bench`` has no import cycle; torch and saltseg are imported inside the functions that need
+them.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from pathlib import Path
 
 import yaml
 
+from bench.table import INDEX, RECORDS, append
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "records"  # not results/: .gitignore ignores every results/
 # The network and settings that bench/cpu_speed.py times; bs16 is also the speed probe.
 SPEED = yaml.safe_load((REPO / "bench" / "experiments" / "cpu_speed.yaml").read_text())
 SPEED_MODEL, SPEED_SETTINGS = SPEED["model"], SPEED["settings"]
-SPEED_REFERENCE = RESULTS / "cpu_speed.json"  # the probe's 1.0: bs16, 2 threads, 2026-11-30
+SPEED_REFERENCE = RECORDS / "cpu_speed.json"  # the probe's 1.0: bs16, 2 threads, 2026-11-30
 
 
 def cpu_name() -> str:
@@ -170,7 +172,7 @@ def rule_seconds(benchmarks: Path) -> dict[str, float]:
     return {k: round(v, 1) for k, v in sorted(rules.items())}
 
 
-def result_path(bench: str, results: Path = RESULTS, date: str | None = None) -> Path:
+def result_path(bench: str, results: Path = RECORDS, date: str | None = None) -> Path:
     """The first free ``<results>/<bench>-<date>[-N].json`` (N = 2, 3, ...)."""
     stem = f"{bench}-{date or time.strftime('%Y-%m-%d')}"
     path, n = results / f"{stem}.json", 1
@@ -192,13 +194,16 @@ def write_result(
     *,
     command: str | None = None,
     speed: dict | None = None,
+    headline: str | None = None,
     quiet: bool = False,
 ) -> Path:
     """Write ``payload`` under the shared header to ``out`` (default :func:`result_path`), print
-    it, and return the path. Refuses (FileExistsError) to overwrite a file: results are immutable.
+    it, and return the path; a result in bench/records/ gets its row in the index,
+    bench/README.md. Refuses (FileExistsError) to overwrite a file: results are immutable.
 
     A ``"command"`` key of ``payload`` (a command line with private paths replaced) wins over
-    ``command``, which defaults to :func:`command_line`; ``speed`` is a :func:`speed_probe`.
+    ``command``, which defaults to :func:`command_line`; ``speed`` is a :func:`speed_probe`;
+    ``headline`` is the bench's one line on what it measured, its row's last cell.
     """
     payload = dict(payload)
     header = {
@@ -210,6 +215,8 @@ def write_result(
     if speed is not None:
         header["speed_probe"] = speed
     header["command"] = payload.pop("command", None) or command or command_line(bench)
+    if headline:
+        header["headline"] = headline
     result = {**header, **payload}
     path = Path(out) if out else result_path(bench)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +229,8 @@ def write_result(
     if not quiet:
         print(text, end="")
     print(f"wrote {path}", file=sys.stderr)
+    if path.resolve().parent == RECORDS:
+        print(f"indexed: {append(path, INDEX)}", file=sys.stderr)
     return path
 
 

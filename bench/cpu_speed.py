@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
             "settings": rows,
         },
         args.out,
+        headline="train img/s: "
+        + ", ".join(f"{name} {row['train_images_per_s']:g}" for name, row in rows.items()),
     )
 
 

@@ -51,7 +51,19 @@ def main(argv: list[str] | None = None) -> None:
         "rule_seconds": rules,
         "summary": summary,
     }
-    write_result("default_dag", result, args.out, speed=before)
+    headline = f"{wall:,.0f} s ({wall * probe:,.0f} s at probe 1); {tuned_oof(summary)}"
+    write_result("default_dag", result, args.out, speed=before, headline=headline)
+
+
+def tuned_oof(summary: list[dict]) -> str:
+    """The tuned OOF of each stage (its ensemble where it has one), the blend's post-processed."""
+    rows: dict[str, dict] = {}
+    for row in summary:
+        if row["stage"] not in rows or row["name"] == "ensemble":
+            rows[row["stage"]] = row
+    scores = [f"{stage} {row['oof_tuned']:.3f}" for stage, row in rows.items()]
+    post = rows.get("blend", {}).get("oof_postprocessed")
+    return "tuned OOF " + ", ".join(scores) + (f", post-processed {post:.4f}" if post else "")
 
 
 if __name__ == "__main__":

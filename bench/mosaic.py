@@ -147,7 +147,11 @@ def main(argv: list[str] | None = None) -> dict:
         except ImportError as err:
             result["synthetic"] = {"skipped": str(err)}
     result["peak_rss_mib_with_synthetic"] = round(peak_rss_mib(), 1)
-    write_result("mosaic", result, args.out, quiet=True)
+    headline = (
+        f"{result['n_tiles']:,} tiles assembled in {result['seconds']['assemble']:g} s "
+        f"(+{result['seconds']['load']:g} s load); {result['n_mosaics_size_ge_2']} mosaics of 2+"
+    )
+    write_result("mosaic", result, args.out, quiet=True, headline=headline)
     return result
 
 

@@ -17,7 +17,8 @@ Each preset and its baseline are timed in turn, round after round, and each rate
 of the rounds. Baselines run under the same runtime as the presets (``ratio_to_baseline``, the
 strict comparison the goal is judged on) and, with ``--plain`` (default on CUDA), also plainly,
 in fp32 and NCHW as smp runs out of the box (``ratio_to_plain_baseline``: what a user gains by
-switching, runtime included). Default out: bench/records/presets_<dev>-<date>.json.
+switching, runtime included). Default out: bench/records/presets-<date>.json (the device in
+its settings; the older presets_cpu.json and presets_cuda.json are this bench's too).
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before round 1")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--only", nargs="+", choices=sorted(ARCHITECTURES), metavar="NAME")
-    parser.add_argument("--out", help="default: bench/records/presets_<device>-<date>.json")
+    parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
     parser.add_argument(
         "--plain",
         action=BooleanOptionalAction,
@@ -299,7 +300,16 @@ def main(argv: list[str] | None = None) -> None:
         },
         "goal": GOAL,
     }
-    write_result(f"presets_{runtime.device.type}", result, args.out)
+    train, infer = (
+        [r["ratio_to_baseline"][k] for r in models.values()] for k in ("train", "infer")
+    )
+    write_result(
+        "presets",
+        result,
+        args.out,
+        headline=f"{runtime.device.type}, against the baseline: train {min(train):.2f}x-"
+        f"{max(train):.2f}x, predict {min(infer):.2f}x-{max(infer):.2f}x ({len(models)} models)",
+    )
 
 
 if __name__ == "__main__":

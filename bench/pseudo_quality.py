@@ -101,11 +101,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", help="default: bench/records/<bench>-<date>.json")
     args = parser.parse_args(argv)
-    payload = {
-        "command": "python -m bench pseudo_quality --results results",
-        "synthetic_test_truth": synthetic_truth(Path(args.results)),
-    }
-    write_result("pseudo_quality", payload, args.out)
+    truth = synthetic_truth(Path(args.results))
+    kept = [
+        f"{name.split(' ')[0]} keeps {s['share_kept']:.1%}"
+        + (f" at {s['label_metric']:.3f}" if "label_metric" in s else "")
+        for name, s in truth["teachers"]["fold0"].items()
+    ]
+    write_result(
+        "pseudo_quality",
+        {
+            "command": "python -m bench pseudo_quality --results results",
+            "synthetic_test_truth": truth,
+        },
+        args.out,
+        headline="fold-0 teacher: " + "; ".join(kept),
+    )
 
 
 def describe(truth: np.ndarray, labels: np.ndarray, keep: np.ndarray) -> dict:

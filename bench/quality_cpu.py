@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     if result.returncode:
         sys.exit(f"snakemake failed (exit {result.returncode}); rerun this command to continue")
     table = pd.read_csv(workdir / "results" / "summary.csv")
+    post = json.loads((workdir / "results" / "postprocess" / "report.json").read_text())
     write_result(
         "quality_cpu",
         {
@@ -54,13 +55,13 @@ def main(argv: list[str] | None = None) -> None:
             "machine_speed_per_attempt": speeds,
             "rule_seconds": rule_seconds(workdir / "results" / "benchmarks"),
             "summary": table.astype(object).where(table.notna(), None).to_dict(orient="records"),
-            "postprocess": json.loads(
-                (workdir / "results" / "postprocess" / "report.json").read_text()
-            ),
+            "postprocess": post,
             "recipe": (workdir / "workflow/profiles/cpu/recipe.yaml").read_text(),
         },
         args.out,
         speed=speeds[-1],
+        headline=f"{sum(attempts) / 60:.1f} min; OOF {post['oof_before']:.3f} tuned, "
+        f"{post['oof_after']:.4f} post-processed",
     )
 
 

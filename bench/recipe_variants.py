@@ -83,7 +83,17 @@ def main(argv: list[str] | None = None) -> None:
         name, change = spec.split("=", 1)
         summary, seconds = run_variant(results, change)
         variants[name] = {"change": change, "summary": summary, "seconds": round(seconds, 1)}
-    write_result("recipe_variants", {"variants": variants}, args.out, speed=speed)
+    blends = {
+        name: next(row for row in v["summary"] if row["stage"] == "blend")
+        for name, v in variants.items()
+    }
+    headline = "; ".join(
+        f"{name}: blend OOF {row['oof_tuned']:.3f}, test {row['test_tuned']:.3f}"
+        for name, row in blends.items()
+    )
+    write_result(
+        "recipe_variants", {"variants": variants}, args.out, speed=speed, headline=headline
+    )
 
 
 if __name__ == "__main__":

@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
             "not_counted": outside,
         },
         args.out,
+        headline=f"{total['cases']} cases: {total['passed']} passed, {total['failed']} failed; "
+        f"{wall:,.0f} s",
     )
     sys.exit(0 if run.returncode == 0 else 1)
 

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         mask = np.load(Path(tmp) / "out" / "mask.npy").astype(bool)
     truth = truth.astype(bool)
     cv = json.loads((Path(args.models) / "ensemble" / "cv.json").read_text())
+    iou = float((truth & mask).sum() / (truth | mask).sum())
     write_result(
         "section_quality",
         {
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
             "seed": args.seed,
             "threshold": run["threshold"],
             "stride": run["stride"],
-            "section_pixel_iou": float((truth & mask).sum() / (truth | mask).sum()),
+            "section_pixel_iou": iou,
             "stitched_metric_on_section_tiles": competition_metric(
                 grid_tiles(truth), grid_tiles(mask)
             ),
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             "tiles_per_s": run["tiles_per_s"],
         },
         args.out,
+        headline=f"pixel IoU {iou:.3f}; {run['tiles_per_s']:.1f} tiles/s",
     )
 
 

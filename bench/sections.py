@@ -143,8 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         if any(Path(args.models).rglob("model.pt")):
             result["quality"] = quality(Path(args.models), Path(tmp), runtime)
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    result["date"] = time.strftime("%Y-%m-%d")
-    write_result("sections", result, args.out)
+    rates = [t["tiles_per_s"] for t in result["throughput"].values()]
+    headline = f"predict-section {min(rates):g}-{max(rates):g} tiles/s per model file"
+    write_result("sections", result, args.out, headline=headline)
 
 
 if __name__ == "__main__":

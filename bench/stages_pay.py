@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         },
         args.out,
         speed=speed,
+        headline=", ".join(f"{name} {arm['scores']['tuned']:.3f}" for name, arm in rows.items())
+        + f" (tuned OOF, real fold 0, E = {epochs} epochs)",
     )
 
 

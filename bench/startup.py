@@ -69,10 +69,12 @@ def main(argv: list[str] | None = None) -> None:
             "imports": heavy.split(",") if heavy else [],
         }
         print(command, rows[command], flush=True)
+    seconds = [row["import_seconds"] for row in rows.values()]
     write_result(
         "startup",
         {"repeats": args.repeats, "subcommands": rows},
         args.out,
+        headline=f"import {min(seconds):g}-{max(seconds):g} s per subcommand",
     )
 
 
