@@ -1,5 +1,7 @@
 """Pseudo-label selection checked on hand-made probability maps, and the file read back."""
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -144,3 +146,66 @@ def test_the_empty_share_counts_labelled_tiles_that_are_not_blank():
     masks[:2, 0, 0] = 1  # 2 salt tiles, 3 empty ones of which 1 blank
     blank = np.array([False, False, False, False, True])
     assert empty_share(masks, blank) == 0.5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_few_labels_of_every_size_reach_every_fold(seed):
+    """7 decided salt tiles, each of another size bucket (10 to 9,000 px): dealt into 5 folds,
+    each fold gets one or two (a deal restarting at fold 0 per bucket gave fold 0 all 7)."""
+    sizes = [10, 100, 1000, 3000, 6000, 9000, 400]
+    masks = np.zeros((len(sizes), 101, 101), np.uint8)
+    for k, size in enumerate(sizes):
+        masks[k].reshape(-1)[:size] = 1
+    probs = masks.astype(np.float32)
+    table = select_balanced(probs, masks, np.zeros(len(sizes), bool), 0.0, n_folds=5, seed=seed)
+    assert table["index"].tolist() == list(range(len(sizes)))
+    assert sorted(np.bincount(table["fold"], minlength=5)) == [1, 1, 1, 2, 2]
+
+
+def fold_teacher_run(synth_dir, tmp_path, oof_ids: list[str] | None = None, fold: int = 0):
+    """The pseudo step on fold ``fold``'s test maps (the test truth), its cut tuned on OOF maps
+    (the train truth) of ``oof_ids`` (default: every train tile); returns the labels' masks."""
+    from saltseg.cli import main
+    from saltseg.data import kaggle
+
+    train = kaggle.load_train(synth_dir, 101)
+    test = kaggle.load_test(synth_dir, 101)
+    truth = kaggle.load_test_truth(synth_dir, 101)[1]
+    keep = [train.ids.index(i) for i in (oof_ids or train.ids)]
+    oof = tmp_path / "oof.parquet"
+    write_probs(oof, [train.ids[k] for k in keep], train.masks[keep].astype(np.float32))
+    maps = tmp_path / f"stage1/unet/fold{fold}/test.parquet"
+    write_probs(maps, test.ids, truth.astype(np.float32))
+    out = tmp_path / "pseudo.parquet"
+    args = ["pseudo", "--data-dir", str(synth_dir), "--probs", str(maps), "--n-folds", "2"]
+    assert main([*args, "--cut-oof", str(oof), "--out", str(out)]) == 0
+    return read_pseudo(out)
+
+
+def test_the_empty_label_cap_is_the_share_of_the_tiles_the_cut_stands_on(synth_dir, tmp_path):
+    """The cap on empty labels counts the train tiles of the other folds' OOF maps (the tiles
+    the cut is tuned on), not the labels' own fold: OOF maps of salt tiles only allow none."""
+    from saltseg.data import kaggle
+
+    train = kaggle.load_train(synth_dir, 101)
+    salty = [i for i, m in zip(train.ids, train.masks) if m.any()]
+    everyone = fold_teacher_run(synth_dir, tmp_path)[1]
+    assert (~everyone.any(axis=(1, 2))).sum() > 0  # the labelled share allows empty labels
+    salt_only = fold_teacher_run(synth_dir, tmp_path, salty)[1]
+    assert len(salt_only) and salt_only.reshape(len(salt_only), -1).any(axis=1).all()
+
+
+def test_a_fold_with_few_labels_is_warned_of_naming_the_selection(synth_dir, tmp_path, caplog):
+    from saltseg.data import kaggle
+    from saltseg.pseudo import FEW_LABELS, read_selection
+
+    train = kaggle.load_train(synth_dir, 101)
+    salty = [i for i, m in zip(train.ids, train.masks) if m.any()]  # no empty labels: fewer
+    with caplog.at_level("WARNING", logger="saltseg.steps.labels"):
+        table, _ = fold_teacher_run(synth_dir, tmp_path, salty, fold=1)
+    assert (table["fold"] == 1).all() and 0 < len(table) < FEW_LABELS
+    selection = read_selection(tmp_path / "pseudo.parquet")
+    assert selection.startswith("balanced at min_confidence 0.9, the fold-1 models cut at Cut(")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"fewer than {FEW_LABELS} for a fold (fold 1: {len(table)})" in warning
+    assert selection in warning and "pseudo.teacher: ensemble" in warning

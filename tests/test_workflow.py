@@ -15,7 +15,7 @@ import yaml
 from saltseg import rle
 from saltseg.mosaic.context import Context
 from saltseg.probs import read_probs
-from saltseg.pseudo import read_pseudo
+from saltseg.pseudo import label_counts, read_pseudo
 
 STAGE_MODELS = [
     ("stage1", "unet_r10"),
@@ -133,8 +133,9 @@ def test_the_dag_reaches_a_valid_submission(workflow):
         mix = json.loads(
             (workflow / f"results/stage3/unet_r10_mix/fold{fold}/metrics.json").read_text()
         )
-        share = read_pseudo(workflow / f"results/pseudo/stage2/fold{fold}.parquet")[0]
-        assert mix["n_pseudo"]["train+pseudo"] == metrics["n_train"] + (share["fold"] == fold).sum()
+        share, masks = read_pseudo(workflow / f"results/pseudo/stage2/fold{fold}.parquet")
+        assert (share["fold"] == fold).all()  # made by fold k's models: all fold k's
+        assert mix["pseudo_tiles"] == {"train+pseudo": label_counts(masks)}
     context = Context.read(workflow / "results/context/margin8.npz")
     assert sorted(context.ids) == sorted(tiles["id"]) and context.windows.shape[1:] == (117, 117)
     # a context model trains only with its windows (saltseg train refuses to start without them)

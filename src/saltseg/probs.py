@@ -22,9 +22,15 @@ SHAPE_KEY = b"saltseg.shape"
 
 
 def write_maps(
-    path: str | Path, ids: list[str], column: str, maps: np.ndarray, extra: dict | None = None
+    path: str | Path,
+    ids: list[str],
+    column: str,
+    maps: np.ndarray,
+    extra: dict | None = None,
+    meta: dict[str, str] | None = None,
 ) -> None:
-    """Write ``uint8`` maps ``(N, H, W)`` as ``id`` + ``column`` (+ ``extra`` columns), atomically.
+    """Write ``uint8`` maps ``(N, H, W)`` as ``id`` + ``column`` (+ ``extra`` columns), atomically;
+    ``meta`` goes into the schema metadata (:func:`read_meta`).
 
     The one codec of saltseg's per-tile parquets (probabilities here, pseudo-label masks in
     :mod:`saltseg.pseudo`): a fixed-size list per tile, the shape in the schema metadata.
@@ -32,7 +38,9 @@ def write_maps(
     _, h, w = maps.shape
     flat = pa.FixedSizeListArray.from_arrays(pa.array(maps.reshape(-1), pa.uint8()), h * w)
     columns = {"id": pa.array(ids, pa.string()), column: flat, **(extra or {})}
-    table = pa.table(columns).replace_schema_metadata({SHAPE_KEY: f"{h},{w}".encode()})
+    metadata = {SHAPE_KEY: f"{h},{w}".encode()}
+    metadata |= {key.encode(): value.encode() for key, value in (meta or {}).items()}
+    table = pa.table(columns).replace_schema_metadata(metadata)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
@@ -55,6 +63,16 @@ def read_maps(path: str | Path, columns: list[str], what: str) -> tuple[pa.Table
     h, w = (int(v) for v in meta[SHAPE_KEY].decode().split(","))
     flat = table.column(columns[1]).combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return table, flat.reshape(-1, h, w).copy()  # writable: torch warns on read-only arrays
+
+
+def read_meta(path: str | Path, key: str) -> str | None:
+    """The ``meta`` value of ``key`` that :func:`write_maps` stored (None without it)."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid) as err:
+        raise InputError(path, f"expected a saltseg per-tile parquet ({err})") from None
+    value = metadata.get(key.encode())
+    return None if value is None else value.decode()
 
 
 def read_ids(path: str | Path) -> list[str]:

@@ -7,7 +7,7 @@ Confidence of a tile is the share of its pixels whose probability is decisive (`
   predicted mask and a border around it (:func:`salt_confidence`), so that a small, sure mask is
   not outvoted by the empty sea around it; tiles predicted empty are then capped so that their
   share among the labels is no higher than among the labelled tiles (the most confident kept).
-  Sizes are dealt evenly into the folds.
+  Sizes are dealt evenly into the folds (:func:`_deal_by_size`).
 - ``confident`` (b.e.s.): keep tiles with confidence >= ``min_confidence`` (0.9), never blank
   tiles; folds are dealt round-robin in a seeded order.
 - ``phalanx``: confidence >= 0.97, and >= 0.99 for small masks (20-500 px); tiles are bucketed by
@@ -18,7 +18,8 @@ The winners' two keep most of their labels empty: on a teacher of our strength 8
 (bench/records/pseudo_quality.json).
 
 On disk (one row per tile): ``id``, ``mask`` (fixed-size list of uint8 0/1, row-major, shape in
-the schema metadata: :func:`saltseg.probs.write_maps`), ``confidence`` and ``fold``.
+the schema metadata: :func:`saltseg.probs.write_maps`), ``confidence`` and ``fold``: the fold
+whose students learn from the label (in a fold teacher's file every row's is that fold).
 """
 
 from __future__ import annotations
@@ -30,10 +31,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from saltseg.probs import read_maps, write_maps
+from saltseg.probs import read_maps, read_meta, write_maps
 
 SMALL_MASK = (20, 500)
 SIZE_BUCKETS = (0, 1, 20, 500, 2000, 5000, 10_000)
+#: fewer pseudo tiles than this for one fold, and the pseudo step and the training warn
+FEW_LABELS = 10
+#: what those warnings say to change
+FEW_LABELS_HELP = (
+    "Lower pseudo.min_confidence, train the teacher longer, or take pseudo.teacher: ensemble "
+    "(the stage ensemble is the stronger teacher)."
+)
+SELECTION_KEY = "saltseg.selection"
 
 
 def confidence(probs: np.ndarray, low: float = 0.2, high: float = 0.8) -> np.ndarray:
@@ -86,13 +95,25 @@ def select_balanced(
 
 
 def _deal_by_size(size: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
-    """Folds for tiles of mask ``size``: each size bucket dealt evenly in a seeded order."""
+    """Folds for tiles of mask ``size``: the size buckets in turn, each in a seeded order, dealt
+    round-robin from a seeded fold on, the deal going on where the bucket before stopped; so the
+    folds' counts differ by at most one, within every bucket and overall, and every fold gets a
+    label once there are ``n_folds`` (a deal restarting at fold 0 in each bucket gave fold 0 one
+    of every bucket and the last fold none of the small ones)."""
     bucket = np.digitize(size, SIZE_BUCKETS)
     folds = np.empty(len(size), int)
+    dealt = int(rng.integers(n_folds))
     for b in np.unique(bucket):
         members = rng.permutation(np.flatnonzero(bucket == b))
-        folds[members] = np.arange(len(members)) % n_folds
+        folds[members] = (dealt + np.arange(len(members))) % n_folds
+        dealt += len(members)
     return folds
+
+
+def label_counts(masks: np.ndarray) -> dict[str, int]:
+    """``{"salt": n, "empty": n}``: how many of the label ``masks`` hold salt and how many none."""
+    empty = int((~masks.reshape(len(masks), -1).any(axis=1)).sum())
+    return {"salt": len(masks) - empty, "empty": empty}
 
 
 def select_confident(
@@ -128,13 +149,21 @@ def select_phalanx(
     return pd.DataFrame({"index": keep, "confidence": conf[keep], "fold": folds})
 
 
-def write_pseudo(path: str | Path, ids: list[str], masks: np.ndarray, table: pd.DataFrame) -> None:
-    """Write the selected tiles' masks with their confidence and fold, atomically."""
+def write_pseudo(
+    path: str | Path, ids: list[str], masks: np.ndarray, table: pd.DataFrame, selection: str = ""
+) -> None:
+    """Write the selected tiles' masks with their confidence and fold, atomically, and how they
+    were selected (``selection``, for :func:`read_selection`)."""
     extra = {
         "confidence": pa.array(table["confidence"].to_numpy(float)),
         "fold": pa.array(table["fold"].to_numpy(np.int64)),
     }
-    write_maps(path, ids, "mask", masks.astype(np.uint8), extra)
+    write_maps(path, ids, "mask", masks.astype(np.uint8), extra, {SELECTION_KEY: selection})
+
+
+def read_selection(path: str | Path) -> str:
+    """How the labels of a :func:`write_pseudo` file were selected ("" when not recorded)."""
+    return read_meta(path, SELECTION_KEY) or ""
 
 
 def read_pseudo(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:

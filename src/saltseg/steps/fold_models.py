@@ -19,7 +19,13 @@ from saltseg.inference.predict import load_snapshots, predict_ensemble, read_bun
 from saltseg.io import atomic_path, write_csv, write_json
 from saltseg.models import build_model
 from saltseg.mosaic.context import Context
-from saltseg.pseudo import read_pseudo
+from saltseg.pseudo import (
+    FEW_LABELS,
+    FEW_LABELS_HELP,
+    label_counts,
+    read_pseudo,
+    read_selection,
+)
 from saltseg.runtime.device import Runtime
 from saltseg.steps.fold_split import split
 from saltseg.training.budget import predict_forwards
@@ -47,9 +53,11 @@ def train(
 ) -> None:
     """Train one fold; write ``model.pt``, ``metrics.json``, ``history.csv`` and ``params.json``.
 
-    ``pseudo`` is this fold's pseudo-label file (test tiles only, made by models that never saw
-    the fold's validation tiles); phases with ``data: pseudo`` train on all of it, phases with
-    ``data: train+pseudo`` on the train tiles plus its rows dealt to this fold. ``context`` is
+    ``pseudo`` is this fold's pseudo-label file (test tiles only; a fold teacher's deals every
+    row to its fold); phases with ``data: pseudo`` train on all of it, phases with
+    ``data: train+pseudo`` on the train tiles plus its rows dealt to this fold. ``metrics.json``
+    counts the salt and empty pseudo-labels each of these adds (``pseudo_tiles``), and a phase
+    with fewer than :data:`saltseg.pseudo.FEW_LABELS` logs a warning. ``context`` is
     the context rule's file, for models with ``context: {margin}``: every image becomes its
     window, and every training mask its window over the labelled tiles of the same source.
     With the model's ``slot_minutes``, training leaves time for the fold's prediction of its
@@ -60,18 +68,20 @@ def train(
     out = Path(out_dir)
     windows = context_for(params["model"], context)
     train_tiles, val_tiles = split(data_dir, folds_csv, fold, n_folds, tile)
-    sources = {"train": train_tiles}
+    sources, learnt = {"train": train_tiles}, {}
     if pseudo is not None:
         labelled, dealt = pseudo_tiles(
             data_dir, pseudo, tile, set(train_tiles.ids) | set(val_tiles.ids)
         )
-        share = labelled.subset(dealt == fold)
-        sources |= {"pseudo": labelled, "train+pseudo": concat(train_tiles, share)}
+        learnt = {"pseudo": labelled, "train+pseudo": labelled.subset(dealt == fold)}
+        sources |= {"pseudo": labelled, "train+pseudo": concat(train_tiles, learnt["train+pseudo"])}
     needed = {phase.get("data", "train") for phase in params["phases"]}
     if not needed <= set(sources):
         raise InputError(
             "--pseudo", f"expected a pseudo-label file for phases with data {sorted(needed)}"
         )
+    used = {name: label_counts(learnt[name].masks) for name in sorted(needed - {"train"})}
+    warn_few_labels(params["phases"], used, pseudo)
     if windows is not None:
         sources = {name: windows.apply(t, labels=True) for name, t in sources.items()}
         val_tiles = windows.apply(val_tiles)
@@ -103,7 +113,7 @@ def train(
         {
             "fold": fold,
             "n_train": len(train_tiles),
-            "n_pseudo": {name: len(t) for name, t in sources.items() if name != "train"},
+            "pseudo_tiles": used,  # the pseudo-labels each data source of a phase adds
             "n_val": len(val_tiles),
             "epochs": len(history),
             "snapshots": len(result["snapshots"]),
@@ -121,6 +131,32 @@ def train(
     with atomic_path(out / "model.pt") as tmp:
         torch.save({**bundle, "snapshots": result["snapshots"]}, tmp)
     (out / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def warn_few_labels(
+    phases: list[dict[str, Any]], used: dict[str, dict[str, int]], pseudo: str | None
+) -> None:
+    """Log a warning for every phase whose pseudo-labels (``used``: salt and empty ones per data
+    source) number fewer than :data:`saltseg.pseudo.FEW_LABELS`, naming how they were selected
+    and what to change."""
+    for number, phase in enumerate(phases, 1):
+        counts = used.get(phase.get("data", "train"))
+        if counts is None or sum(counts.values()) >= FEW_LABELS:
+            continue
+        log.warning(
+            "phase %d (data: %s) learns from %d pseudo-labels of %s (%d salt, %d empty), fewer "
+            "than %d%s; selected as: %s. %s",
+            number,
+            phase["data"],
+            sum(counts.values()),
+            pseudo,
+            counts["salt"],
+            counts["empty"],
+            FEW_LABELS,
+            "" if sum(counts.values()) else ": it is skipped",
+            read_selection(pseudo) or "not recorded",
+            FEW_LABELS_HELP,
+        )
 
 
 def teacher_weights(model_pt: str, params: dict[str, Any]) -> dict[str, torch.Tensor]:
