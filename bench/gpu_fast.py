@@ -1,4 +1,4 @@
-"""Collect what bench/gpu_fast.sh measured into one JSON (gpu_fast.json).
+"""Collect what the fast profile's DAG run of bench/gpu_check.sh measured into one JSON.
 
 Usage: python -m bench gpu_fast --results results --samples gpu_samples.csv --rc RC \
     --start EPOCH_S --dag-start EPOCH_S --data-dir DATA --out gpu_fast.json
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     write_result(
         "gpu_fast",
         {
-            "command": "bash bench/gpu_fast.sh",
-            "profile": "workflow/profiles/fast with bench/gpu_fast.yaml (pretrained: none)",
+            "command": "bash bench/gpu_check.sh run",
+            "profile": "workflow/profiles/fast cut by python -m bench gpu_check overrides",
             "snakemake_exit_status": args.rc,
             "reached": {
                 "submission": (results / "submission.csv").is_file(),

@@ -171,3 +171,11 @@ def test_amp_auto_takes_bf16_only_where_the_gpu_computes_it(
         ]
     else:
         assert said == []
+
+
+def test_the_memory_cap_on_a_real_gpu_from_an_unindexed_device():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    assert gpus.cap_memory_share(torch.device("cuda"), 5) == 0.2

@@ -284,3 +284,26 @@ def test_a_phase_that_cannot_be_captured_says_why_once_and_trains_eagerly(tmp_pa
     assert lines == [
         "phase 0: training steps run eagerly, not as CUDA graphs: device cpu is not CUDA"
     ]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_real_capture_that_fails_goes_on_eagerly_on_cuda(caplog):
+    """A step that waits on the device cannot be captured: CUDA refuses the sync inside the
+    capture, and training goes on eagerly in the same process, every loss finite."""
+    caplog.set_level("INFO", logger="saltseg.training.graphed")
+    runtime = resolve_runtime("cuda", amp="true")
+    model = Net().cuda().to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, ADAM, graphed=True)
+    scaler = runtime.grad_scaler()
+    inner = partial(loop._step_on, model, build_loss("bce_dice"), optimizer, scaler, runtime)
+
+    def waits(x, y):
+        loss = inner(x, y)
+        float(loss)  # a host sync: not capturable
+        return loss
+
+    step = GraphedStep(waits, optimizer, "phase 0")
+    losses = [float(step(runtime.to(x.cuda()), y.cuda())) for x, y in batches(6)]
+    assert not step.captured and step.eager_because.startswith("capturing the step failed")
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert len([r for r in caplog.records if "goes on eagerly" in r.getMessage()]) == 1

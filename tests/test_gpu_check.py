@@ -1,0 +1,194 @@
+"""bench/gpu_check.sh, the prepared check for a GPU machine, tested here for what a CPU can show:
+its set-up under a virtual environment's python, the packages the machine's image lacks, its
+size guard, the DAG overrides it runs with and the record it gathers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from saltseg.config import validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "bench" / "gpu_check.sh"
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(REPO))  # bench/ is a package at the repository root
+        import bench.gpu_check
+
+        yield bench.gpu_check
+
+
+def test_set_up_under_a_venv_python_imports_through_the_wrapper(tmp_path):
+    """The rules call ``python``: a symlink to a venv's python from outside the venv starts the
+    base interpreter without the venv's packages (issue 44's third fault); the wrapper keeps
+    the venv."""
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, system_site_packages=True)  # torch and friends from this machine
+    python = env_dir / "bin" / "python3"
+    work = tmp_path / "work"
+    environ = {**os.environ, "PYTHON": str(python), "GPU_CHECK_WORK": str(work)}
+    environ.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "setup"], capture_output=True, text=True, env=environ, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"(prefix {env_dir})" in done.stdout
+    assert f"saltseg {REPO / 'src' / 'saltseg' / '__init__.py'}" in done.stdout
+    wrapper = work / "bin" / "python"
+    assert not wrapper.is_symlink()
+    seen = subprocess.run(
+        [str(wrapper), "-c", "import sys, torch; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+    )
+    assert seen.stdout.strip() == str(env_dir), seen.stderr
+
+
+DEVICE_IMAGE = r"""
+import importlib.metadata as md, json, pkgutil, re, runpy, sys
+from pathlib import Path
+
+repo = Path(sys.argv[1])
+
+
+def names(path):
+    lines = (line.split("#")[0].strip() for line in Path(path).read_text().splitlines())
+    return {re.sub(r"[-_.]+", "-", re.split(r"[=<>\[ ]", s)[0]).lower() for s in lines if s}
+
+
+allowed = names(repo / "bench/gpu_image_packages.txt") | names(repo / "bench/gpu_check_wheels.txt")
+owners = md.packages_distributions()
+refused = set()
+
+
+class DeviceImage:
+    # Only what the machine's image and the carried wheels hold can be imported.
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in sys.stdlib_module_names or top in ("saltseg", "bench") or top not in owners:
+            return None
+        dists = {re.sub(r"[-_.]+", "-", d).lower() for d in owners[top]}
+        if dists & allowed:
+            return None
+        refused.add(min(dists))
+        raise ModuleNotFoundError(f"No module named {name!r} there", name=name)
+
+
+sys.meta_path.insert(0, DeviceImage())
+import saltseg
+
+for info in pkgutil.walk_packages(saltseg.__path__, "saltseg."):
+    if not info.name.endswith("__main__"):
+        __import__(info.name)
+exits = []
+for argv in (["--version"], ["-n", "--cores", "1", "submission"]):
+    sys.argv = ["snakemake", *argv]
+    try:
+        runpy.run_module("snakemake", run_name="__main__", alter_sys=True)
+    except SystemExit as end:
+        exits.append(end.code or 0)
+print(json.dumps({"exits": exits, "refused": sorted(refused)}))
+"""
+
+
+def test_the_wheels_hold_what_snakemake_and_saltseg_import_beyond_the_device_image(tmp_path):
+    """Run ``snakemake --version`` and a dry run of the DAG, and import every saltseg module,
+    with only the GPU image's packages and the carried wheels importable. snakemake 9.27 imports
+    sqlalchemy and sqlmodel at start (issue 44's fourth fault); what snakemake only tries
+    (pulp, the ILP solver) may stay behind."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from bench.common import copy_workflow
+    finally:
+        sys.path.remove(str(REPO))
+    copy_workflow(tmp_path)
+    script = tmp_path / "device_image.py"
+    script.write_text(DEVICE_IMAGE)
+    done = subprocess.run(
+        [sys.executable, str(script), str(REPO)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["exits"] == [0, 0], done.stderr[-3000:]
+    assert "pulp" in seen["refused"]  # the check is live: an absent package is refused
+
+
+@pytest.mark.parametrize("size_mib, ok", [(20, True), (64, False)])
+def test_the_size_guard_counts_the_tree_and_the_pack(tmp_path, size_mib, ok):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "gpu_check.sh").write_text(SCRIPT.read_text())
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "tracked.bin").write_bytes(b"\0" * 2**20)  # 1 MiB of tree
+    (tmp_path / ".gitignore").write_text(".gpu/\n")
+    (tmp_path / ".gpu").mkdir()
+    with open(tmp_path / ".gpu" / "tgs.tar", "wb") as pack:
+        pack.truncate(size_mib * 2**20)
+    done = subprocess.run(
+        ["bash", "bench/gpu_check.sh", "guard"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert (done.returncode == 0) == ok
+    if ok:
+        assert f"come to {size_mib + 1} MiB (at most 60)" in done.stdout
+    else:
+        assert f"come to {size_mib + 1} MiB, over 60" in done.stderr
+        assert "pack fewer test tiles" in done.stderr
+
+
+def test_the_dag_overrides_cut_every_phase_and_keep_a_valid_config(gpu_check):
+    overrides = gpu_check.dag_overrides(epochs=1)
+    config = gpu_check.profile_config()
+    names = gpu_check.stage_model_names(config)
+    assert names == ["fast_unet34", "fast_unet34_pretrain", "fast_pad128_mix"]
+    for name in names:
+        phases = overrides["models"][name]["phases"]
+        recipe = config["models"][name]["phases"]
+        assert [p["epochs"] for p in phases] == [1] * len(recipe)
+        assert [p["loss"] for p in phases] == [p["loss"] for p in recipe]
+        assert [p.get("data", "train") for p in phases] == [p.get("data", "train") for p in recipe]
+        assert overrides["models"][name]["model"] == {"pretrained": "none"}
+    merged = gpu_check._merged(config, yaml.safe_load(yaml.safe_dump(overrides)))
+    assert merged["models"]["fast_unet34"]["model"]["encoder_name"] == "resnet34"  # kept
+    validate_config(merged, REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def test_the_report_gathers_each_steps_files(tmp_path, gpu_check):
+    logs = tmp_path
+    steps = [{"step": "env", "rc": 0, "limit_s": 30, "seconds": 3.2}]
+    steps.append({"step": "dag", "rc": 124, "limit_s": 190, "seconds": 190.4})
+    (logs / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    (logs / "env.json").write_text(json.dumps({"torch": "2.11.0", "cuda": "13.0"}))
+    (logs / "tests.xml").write_text(
+        '<testsuites><testsuite name="pytest" tests="3" failures="1" errors="0" skipped="0">'
+        '<testcase classname="tests.test_graphed" name="test_a"/>'
+        '<testcase classname="tests.test_graphed" name="test_b"><failure message="x"/></testcase>'
+        '<testcase classname="tests.test_gpus" name="test_c"/></testsuite></testsuites>'
+    )
+    record = gpu_check.report(logs)
+    assert record["steps"] == steps
+    assert record["env"] == {"torch": "2.11.0", "cuda": "13.0"}
+    assert record["fold0"] is None and record["dag"] is None  # a step that wrote nothing
+    assert record["tests"] == {
+        "tests": 3,
+        "failures": 1,
+        "errors": 0,
+        "skipped": 0,
+        "failed": ["tests.test_graphed::test_b"],
+    }
