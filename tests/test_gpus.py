@@ -113,6 +113,8 @@ class FakeCuda:
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *_: capability)
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: name)
         monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", set_fraction)
+        self.current = []
+        monkeypatch.setattr(torch.cuda, "set_device", self.current.append)
 
 
 def runtime_args(**changes):
@@ -179,3 +181,24 @@ def test_the_memory_cap_on_a_real_gpu_from_an_unindexed_device():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     assert gpus.cap_memory_share(torch.device("cuda"), 5) == 0.2
+
+
+@pytest.mark.parametrize("seen, device, index", [(1, "cuda", 0), (4, "cuda:2", 2)])
+def test_a_job_whose_cuda_started_before_its_claim_runs_on_its_gpu_by_index(
+    monkeypatch, caplog, seen, device, index
+):
+    """Where NVML fails, counting the GPUs starts CUDA before the slot sets
+    CUDA_VISIBLE_DEVICES=2, so CUDA still sees all 4: the job must not land on GPU 0."""
+    import torch
+
+    from saltseg import cli
+
+    fake = FakeCuda(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: seen)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")  # what the slot claimed
+    caplog.set_level("WARNING", logger="saltseg.runtime.gpus")
+    runtime = cli._runtime(runtime_args())
+    assert runtime.device == torch.device(device)
+    assert fake.fractions == [(0.2, index)]
+    assert fake.current == ([2] if seen > 1 else [])
+    assert len(caplog.records) == (seen > 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import json
 import logging
@@ -94,7 +95,7 @@ def _runtime(args: argparse.Namespace):
     import torch
 
     from saltseg.runtime.device import keep_freed_memory, resolve_runtime
-    from saltseg.runtime.gpus import cap_memory_share
+    from saltseg.runtime.gpus import cap_memory_share, claimed_device
 
     threads = _capped_threads(args.threads)
     if threads:
@@ -104,6 +105,7 @@ def _runtime(args: argparse.Namespace):
     )
     if runtime.device.type == "cpu":
         keep_freed_memory()
+    runtime = dataclasses.replace(runtime, device=claimed_device(runtime.device))
     cap_memory_share(runtime.device, args.jobs_per_gpu)
     return runtime
 

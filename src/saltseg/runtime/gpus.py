@@ -66,6 +66,32 @@ def claim_gpu(
     )
 
 
+def claimed_device(device):
+    """``device``, or the claimed GPU by index where CUDA started before the claim.
+
+    CUDA reads ``CUDA_VISIBLE_DEVICES`` once, when it starts. Counting the GPUs for the slots
+    asks NVML and leaves CUDA unstarted; where NVML fails, torch asks CUDA itself, which then
+    sees every GPU and would put every job on GPU 0. Such a job still sees more than one device
+    after its claim: it is pointed at its slot's GPU by index instead, made the current device
+    (logged once).
+    """
+    if getattr(device, "type", "cpu") != "cuda" or device.index is not None:
+        return device
+    import torch
+
+    claimed = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if not claimed.isdigit() or torch.cuda.device_count() <= 1:
+        return device
+    log.warning(
+        "CUDA started before this job's GPU slot was claimed (NVML unavailable?) and sees "
+        "%d GPUs: running on cuda:%s by index",
+        torch.cuda.device_count(),
+        claimed,
+    )
+    torch.cuda.set_device(int(claimed))  # streams and graphs follow the current device
+    return torch.device("cuda", int(claimed))
+
+
 def cap_memory_share(device, jobs_per_gpu: int) -> float | None:
     """Cap this process's CUDA caching allocator at ``1/jobs_per_gpu`` of ``device``'s memory,
     so that the jobs sharing a GPU cannot starve each other. Returns the fraction set (None on
