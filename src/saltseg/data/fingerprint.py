@@ -73,7 +73,8 @@ def fingerprint(data_dir: str | Path, parts: Iterable[str], cache: str | Path | 
             digest.update(f"{part}/\t{n}\t{folder_digest}\n".encode())
             count += n
         else:
-            digest.update(f"{part}\t{info.st_size}\t{hashes.of(path, info)}\n".encode())
+            content = hashes.of(os.path.abspath(path.parent), path.name, info)
+            digest.update(f"{part}\t{info.st_size}\t{content}\n".encode())
             count += 1
     hashes.save()
     return f"{count} data files ({', '.join(parts)}) {digest.hexdigest()}"
@@ -92,12 +93,12 @@ def _folder(folder: Path, info: os.stat_result, hashes: ContentHashes) -> tuple[
     cached = _FOLDERS.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    entries = []
+    entries, absolute = [], os.path.abspath(folder)
     with os.scandir(folder) as listing:
         for entry in listing:
             if entry.name.endswith(".png") and not entry.name.startswith("."):
                 found = entry.stat()
-                content = hashes.of(Path(entry.path), found)
+                content = hashes.of(absolute, entry.name, found)
                 entries.append(f"{entry.name}\t{found.st_size}\t{content}\n")
     entries.sort()
     digest = hashlib.blake2b("".join(entries).encode(), digest_size=8).hexdigest()
@@ -122,15 +123,15 @@ class ContentHashes:
         self.known = _read(path)
         self.new: dict[str, dict[str, list]] = {}  # hashed here, not saved yet
 
-    def of(self, path: Path, info: os.stat_result) -> str:
-        """The content hash of the file at ``path`` whose ``stat`` is ``info``."""
-        folder, name = os.path.abspath(path.parent), path.name
+    def of(self, folder: str, name: str, info: os.stat_result) -> str:
+        """The content hash of the file ``name`` in the absolute ``folder``, whose ``stat`` is
+        ``info``."""
         key = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
         entry = self.known.get(folder, {}).get(name)
         if entry is not None and entry[:4] == key:
             return entry[4]
         content = hashlib.blake2b(digest_size=16)
-        with open(path, "rb") as handle:
+        with open(os.path.join(folder, name), "rb") as handle:
             while chunk := handle.read(1 << 20):
                 content.update(chunk)
         found = content.hexdigest()
