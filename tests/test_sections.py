@@ -194,8 +194,7 @@ def test_segy_line_and_npy_section_predict_the_same(tmp_path, models, section):
 
 
 @pytest.mark.slow  # 34 slices x 2 formats x 2 models: 9 minutes on a loaded 2-core machine;
-# fast: test_volumes_read_alike_from_npy_and_segy_in_either_axis (a volume's slices in either
-# axis) and test_segy_line_and_npy_section_predict_the_same (predicting a SEG-Y)
+# fast: test_a_small_volume_writes_slice_by_slice_from_segy_and_npy (the same at 32 px)
 def test_volume_slice_by_slice_segy_and_npy(tmp_path, models, section):
     cube = np.stack([amplitudes(section[0][:20, 20 * k : 20 * k + 18]).T for k in range(16)])
     np.save(tmp_path / "cube.npy", cube)  # (inlines 16, crosslines 18, depth 20)
@@ -220,6 +219,45 @@ def test_volume_slice_by_slice_segy_and_npy(tmp_path, models, section):
         np.testing.assert_array_equal(
             segyio.tools.cube(p), np.load(tmp_path / "sgy_inline" / "probability.npy")
         )
+
+
+@pytest.mark.parametrize("axis, shape", [("inline", (2, 16, 17)), ("crossline", (16, 2, 17))])
+def test_a_small_volume_writes_slice_by_slice_from_segy_and_npy(tmp_path, section, axis, shape):
+    """The fast version of the volume test above: two slices (the least side is 16 px) along
+    ``axis``, one model at 32 px, one torch thread."""
+    small = {**TINY_MODEL, "resize_to": 32, "pad_to": 32}
+    torch.manual_seed(0)
+    snapshot = build_model("unet", 101, **small).state_dict()
+    (tmp_path / "stage1/tiny/fold0").mkdir(parents=True)
+    bundle = {"arch": "unet", "model": small, "tile": 101, "snapshots": [snapshot]}
+    torch.save(bundle, tmp_path / "stage1/tiny/fold0/model.pt")
+    inlines, crosslines, depth = shape
+    cube = np.stack(
+        [amplitudes(section[0][:depth, 20 * k : 20 * k + crosslines]).T for k in range(inlines)]
+    )
+    np.save(tmp_path / "cube.npy", cube)
+    segyio.tools.from_array(str(tmp_path / "cube.sgy"), cube, format=IEEE)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 32 px net: two threads only wait on each other
+    try:
+        kw = {"stride": 101, "threshold": "fixed", "axis": axis, "runtime": CPU}
+        for form in ("sgy", "npy"):
+            predict_section(tmp_path / "stage1", tmp_path / f"cube.{form}", tmp_path / form, **kw)
+    finally:
+        torch.set_num_threads(threads)
+    prob, mask = check_outputs(tmp_path / "sgy", cube.shape, 0.5)
+    np.testing.assert_array_equal(check_outputs(tmp_path / "npy", cube.shape, 0.5)[0], prob)
+    params = json.loads((tmp_path / "sgy" / "params.json").read_text())
+    assert params["slices"] == 2 and params["axis"] == axis
+    with (
+        segyio.open(str(tmp_path / "cube.sgy")) as src,
+        segyio.open(str(tmp_path / "sgy" / "probability.sgy")) as p,
+        segyio.open(str(tmp_path / "sgy" / "mask.sgy")) as m,
+    ):
+        assert list(p.ilines) == list(src.ilines) and list(p.xlines) == list(src.xlines)
+        assert dict(p.header[-1]) == dict(src.header[-1]) == dict(m.header[-1])
+        np.testing.assert_array_equal(segyio.tools.cube(p), prob)
+        np.testing.assert_array_equal(segyio.tools.cube(m), mask)
 
 
 def test_png_input_writes_an_overlay(tmp_path, models, section):
