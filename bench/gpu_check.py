@@ -193,6 +193,27 @@ def report(logs: Path) -> dict:
     return out
 
 
+def headline(record: dict) -> str:
+    """Which steps passed, the graphs' speed-up on fold 0 and whether the DAG finished."""
+    failed = [s["step"] for s in record["steps"] if s["rc"]]
+    parts = [f"{len(record['steps']) - len(failed)}/{len(record['steps'])} steps passed"]
+    parts[0] += f" (failed: {', '.join(failed)})" if failed else ""
+    runs = (record.get("fold0") or {}).get("runs", {})
+    if len(runs) == 2:
+        rates = [
+            sum(e["images_per_s"] for e in runs[f"cuda_graphs_{g}"]["epochs"])
+            for g in ("false", "true")
+        ]
+        agree = "" if record["fold0"]["agreement"]["within"] else "not "
+        parts.append(f"fold 0 graphs x{rates[1] / rates[0]:.2f} img/s, losses {agree}within noise")
+    dag = record.get("dag") or {}
+    if dag:
+        parts.append(
+            f"fast DAG reached {', '.join(k for k, v in dag['reached'].items() if v) or 'nothing'}"
+        )
+    return "; ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -212,9 +233,9 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.out).write_text(yaml.safe_dump(dag_overrides(args.epochs), sort_keys=False))
         return
     if args.command == "report":
-        write_result(
-            "gpu_check", report(Path(args.logs)), args.out, command="bash bench/gpu_check.sh run"
-        )
+        record = report(Path(args.logs))
+        command = "bash bench/gpu_check.sh run"
+        write_result("gpu_check", record, args.out, command=command, headline=headline(record))
         return
     payload = environment() if args.command == "env" else fold0(args.data_dir, args.epochs)
     Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")

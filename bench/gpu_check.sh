@@ -16,13 +16,15 @@
 #          `python -m saltseg`) and checks that torch, saltseg and snakemake import through it.
 #
 # PYTHON (default: python3 on PATH) is the interpreter; GPU_CHECK_WORK (default /tmp/gpu_check)
-# holds the installed wheels, the wrapper, the data and the logs.
+# holds the installed wheels, the wrapper, the data and the logs; GPU_CHECK_WHEELS (default
+# .gpu/wheels) the wheels to install.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 OUT=${OUT:-results/gpu_check}
 WORK=${GPU_CHECK_WORK:-/tmp/gpu_check}
 PYTHON=${PYTHON:-$(command -v python3)}
+WHEELS=${GPU_CHECK_WHEELS:-.gpu/wheels}
 LOGS=$WORK/logs
 LIMIT_MIB=60
 
@@ -72,9 +74,9 @@ activate() { # the wheels and the wrapper first, the checkout's package importab
 
 setup() {
   mkdir -p "$WORK/bin"
-  if [ -d .gpu/wheels ]; then # absent: the packages are installed already
+  if [ -d "$WHEELS" ]; then # absent: the packages are installed already
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target "$WORK/site" .gpu/wheels/*.whl || return 1
+      --target "$WORK/site" "$WHEELS"/*.whl || return 1
   fi
   # A wrapper, not a symlink: a link to a virtual environment's python from outside it starts
   # the base interpreter, without the environment's packages.

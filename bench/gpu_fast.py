@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     folds = results / "folds.csv"
     n_oof = n_train // max(int(pd.read_csv(folds)["fold"].nunique()), 1) if folds.is_file() else 0
     dag_wall = round(now - args.dag_start, 1)
+    reached = [t for t in ("submission", "summary") if (results / f"{t}.csv").is_file()]
     write_result(
         "gpu_fast",
         {
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
             "oof": oof_table(results),
         },
         args.out,
+        headline=f"fast DAG: snakemake exit {args.rc} after {dag_wall:.0f} s, "
+        f"reached {' and '.join(reached) or 'neither submission nor summary'}",
     )
 
 

@@ -106,6 +106,13 @@ def main(argv: list[str] | None = None) -> None:
                     }
                 )
                 print(rows[-1], flush=True)
+    eager = {(r["net"], r["batch"]): r["images_per_s"] for r in rows if not r["cuda_graph"]}
+    graph = {(r["net"], r["batch"]): r["images_per_s"] for r in rows if r["cuda_graph"]}
+    headline = "; ".join(
+        f"{net} at {batch}: eager {rate:,.0f} img/s"
+        + (f", graph x{graph[net, batch] / rate:.2f}" if (net, batch) in graph else "")
+        for (net, batch), rate in eager.items()
+    )
     write_result(
         "gpu_step",
         {
@@ -116,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             "rows": rows,
         },
         args.out,
+        headline=f"{runtime.device.type}: {headline}",
     )
 
 

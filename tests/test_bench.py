@@ -183,9 +183,7 @@ def test_the_index_has_one_row_per_record_and_one_record_per_row():
             assert lines[name] == row(RECORDS / name, record)
 
 
-# The GPU benches (gpu_*, issue 44's) state theirs once their owners add it; until then their
-# rows show their records' first numbers.
-@pytest.mark.parametrize("name", [n for n in names() if n != "table" and not n.startswith("gpu_")])
+@pytest.mark.parametrize("name", [n for n in names() if n != "table"])
 def test_every_bench_states_its_headline_where_it_writes_its_record(name):
     calls = [
         node

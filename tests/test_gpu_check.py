@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -29,15 +30,37 @@ def gpu_check():
         yield bench.gpu_check
 
 
+def carried_wheel(folder: Path, name: str) -> None:
+    """A one-module pure-Python wheel, as the pack step carries them."""
+    folder.mkdir()
+    info = f"{name}-1.0.dist-info"
+    files = {
+        f"{name}.py": "",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(folder / f"{name}-1.0-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+
+
 def test_set_up_under_a_venv_python_imports_through_the_wrapper(tmp_path):
     """The rules call ``python``: a symlink to a venv's python from outside the venv starts the
     base interpreter without the venv's packages (issue 44's third fault); the wrapper keeps
-    the venv."""
+    the venv, and a carried wheel imports through it."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True)  # torch and friends from this machine
     python = env_dir / "bin" / "python3"
-    work = tmp_path / "work"
-    environ = {**os.environ, "PYTHON": str(python), "GPU_CHECK_WORK": str(work)}
+    work, wheels = tmp_path / "work", tmp_path / "wheels"
+    carried_wheel(wheels, "gpu_check_probe")
+    environ = {
+        **os.environ,
+        "PYTHON": str(python),
+        "GPU_CHECK_WORK": str(work),
+        "GPU_CHECK_WHEELS": str(wheels),
+    }
     environ.pop("PYTHONPATH", None)
     done = subprocess.run(
         ["bash", str(SCRIPT), "setup"], capture_output=True, text=True, env=environ, timeout=300
@@ -47,8 +70,9 @@ def test_set_up_under_a_venv_python_imports_through_the_wrapper(tmp_path):
     assert f"saltseg {REPO / 'src' / 'saltseg' / '__init__.py'}" in done.stdout
     wrapper = work / "bin" / "python"
     assert not wrapper.is_symlink()
+    environ = {**environ, "PYTHONPATH": str(work / "site")}  # as the check's steps see it
     seen = subprocess.run(
-        [str(wrapper), "-c", "import sys, torch; print(sys.prefix)"],
+        [str(wrapper), "-c", "import sys, torch, gpu_check_probe; print(sys.prefix)"],
         capture_output=True,
         text=True,
         env=environ,
@@ -192,3 +216,15 @@ def test_the_report_gathers_each_steps_files(tmp_path, gpu_check):
         "skipped": 0,
         "failed": ["tests.test_graphed::test_b"],
     }
+    assert gpu_check.headline(record) == "1/2 steps passed (failed: dag)"
+    epochs = [{"images_per_s": 100.0}, {"images_per_s": 200.0}]
+    faster = [{"images_per_s": 150.0}, {"images_per_s": 450.0}]
+    record["fold0"] = {
+        "runs": {"cuda_graphs_false": {"epochs": epochs}, "cuda_graphs_true": {"epochs": faster}},
+        "agreement": {"within": True},
+    }
+    record["dag"] = {"reached": {"submission": True, "summary": False}}
+    assert gpu_check.headline(record) == (
+        "1/2 steps passed (failed: dag); fold 0 graphs x2.00 img/s, losses within noise; "
+        "fast DAG reached submission"
+    )
