@@ -3,6 +3,7 @@ it learns from, on OOF and on the synthetic test truth (issue 40's bar for `snak
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,13 +12,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from saltseg.pseudo import label_counts, read_pseudo
+
 TOLERANCE = 0.005  # a later stage may trail the one before by this much (a tile or two of 128)
 COLLAPSE = 0.08  # the OOF at 0.5 may trail the tuned OOF by at most this much
 
 
 @pytest.fixture(scope="module")
-def summary(repo, tmp_path_factory) -> pd.DataFrame:
-    """``results/summary.csv`` of the default config, run from a copy of the workflow."""
+def results(repo, tmp_path_factory) -> Path:
+    """``results/`` of the default config, run from a copy of the workflow."""
     workdir = tmp_path_factory.mktemp("default")
     shutil.copy(repo / "Snakefile", workdir)
     shutil.copy(repo / "config.yaml", workdir)
@@ -34,7 +37,12 @@ def summary(repo, tmp_path_factory) -> pd.DataFrame:
         timeout=3600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return pd.read_csv(Path(workdir) / "results/summary.csv").set_index(["stage", "name"])
+    return Path(workdir) / "results"
+
+
+@pytest.fixture(scope="module")
+def summary(results) -> pd.DataFrame:
+    return pd.read_csv(results / "summary.csv").set_index(["stage", "name"])
 
 
 def stage_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -65,3 +73,27 @@ def test_the_blend_never_loses_to_its_best_member(summary):
 def test_no_stage_collapses_at_the_fixed_cut(summary):
     gap = summary["oof_tuned"] - summary["oof_at_0.5"]
     assert (gap <= COLLAPSE).all(), gap.to_dict()
+
+
+@pytest.mark.slow
+def test_the_blends_member_scores_are_the_summarys(results, summary):
+    members = json.loads((results / "blend/members.json").read_text())
+    blend = summary.loc[("blend", "blend")]
+    assert members["oof_tuned"] == pytest.approx(blend["oof_tuned"], abs=1e-12)
+    for member in members["members"] + members["dropped"]:
+        row = summary.loc[(member["stage"], member["model"])]
+        assert member["oof_tuned"] == pytest.approx(row["oof_tuned"], abs=1e-12), member
+
+
+@pytest.mark.slow
+def test_every_student_learns_from_every_label_of_its_fold(results):
+    """A fold teacher's file is its fold's: each later-stage fold counts all of its labels."""
+    for stage, teacher in (("stage2", "stage1"), ("stage3", "stage2")):
+        for metrics_json in sorted((results / stage).glob("*/fold*/metrics.json")):
+            metrics = json.loads(metrics_json.read_text())
+            labels = results / f"pseudo/{teacher}/fold{metrics['fold']}.parquet"
+            table, masks = read_pseudo(labels)
+            assert (table["fold"] == metrics["fold"]).all(), labels
+            assert metrics["pseudo_tiles"], metrics_json  # the default students use labels
+            for counts in metrics["pseudo_tiles"].values():
+                assert counts == label_counts(masks), metrics_json

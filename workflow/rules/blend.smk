@@ -1,6 +1,6 @@
 # The blend: a weighted average of models of the stages that run (config `blend`), each already
 # averaged over folds, snapshots and flip TTA; scored on OOF at 0.5 and tuned, blank tiles forced
-# empty. With `blend.method: fit` the weights are fitted on the OOF maps within folds
+# empty. With `blend.method: fit` the weights are fitted on the OOF maps and judged within folds
 # (saltseg.blend), else they are the configured ones. members.json records them and lets
 # `saltseg predict-section --models results/blend` use the same members and weights.
 

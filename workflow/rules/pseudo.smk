@@ -10,8 +10,9 @@ PSEUDO_SHELL = (  # both rules select the same way; they differ in the maps and 
 
 
 rule pseudo_fold:
-    """Fold k's labels, from the stage's fold-k models only, cut where the other folds' OOF maps
-    score best: leak-free for fold k's OOF (pseudo.teacher: fold)."""
+    """Fold k's labels, all for fold k, from the stage's fold-k models only, cut where the other
+    folds' OOF maps score best (pseudo.teacher: fold; docs/recipe.md says what may leak).
+    """
     input:
         data=DATA_DIR,
         probs=stage_fold_outputs("test.parquet"),
