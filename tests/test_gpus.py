@@ -10,6 +10,7 @@ import pytest
 
 from saltseg.runtime import gpus
 from saltseg.runtime.gpus import claim_gpu
+from saltseg.runtime.job import job_runtime
 
 SRC = Path(gpus.__file__).resolve().parents[2]  # the package under test, not another install
 
@@ -137,10 +138,8 @@ def test_the_memory_cap_gets_an_indexed_device_the_way_cli_sets_up_a_job(monkeyp
     ``set_per_process_memory_fraction`` refuses (issue 44's second fault)."""
     import torch
 
-    from saltseg import cli
-
     fake = FakeCuda(monkeypatch)
-    runtime = cli._runtime(runtime_args())
+    runtime = job_runtime(runtime_args())
     assert runtime.device == torch.device("cuda") and runtime.cuda_graphs
     assert fake.fractions == [(0.2, 0)]
     assert gpus.cap_memory_share(torch.device("cuda:1"), 4) == 0.25
@@ -191,13 +190,11 @@ def test_a_job_whose_cuda_started_before_its_claim_runs_on_its_gpu_by_index(
     CUDA_VISIBLE_DEVICES=2, so CUDA still sees all 4: the job must not land on GPU 0."""
     import torch
 
-    from saltseg import cli
-
     fake = FakeCuda(monkeypatch)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: seen)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")  # what the slot claimed
     caplog.set_level("WARNING", logger="saltseg.runtime.gpus")
-    runtime = cli._runtime(runtime_args())
+    runtime = job_runtime(runtime_args())
     assert runtime.device == torch.device(device)
     assert fake.fractions == [(0.2, index)]
     assert fake.current == ([2] if seen > 1 else [])

@@ -54,6 +54,7 @@ from saltseg.inference.predict import read_bundle
 from saltseg.io import MANIFEST, WriteError, atomic_dir
 from saltseg.models import build_model
 from saltseg.probs import read_probs, write_probs
+from saltseg.runtime.job import job_runtime
 from saltseg.training import checkpoint
 
 SRC = Path(saltseg.__file__).resolve().parents[1]
@@ -833,7 +834,7 @@ def test_option_threads_beyond_the_cpus_the_job_may_use_are_capped_and_logged_on
     previous = torch.get_num_threads()
     try:
         with caplog.at_level("INFO", logger="saltseg"):
-            cli._runtime(args)
+            job_runtime(args)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(previous)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import importlib
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from saltseg.errors import InputError
 from saltseg.io import WriteError
+from saltseg.runtime.job import capped_threads, claim_job_gpu, job_runtime
 
 
 def _at_least(minimum: int):
@@ -68,62 +67,6 @@ def _json_object(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text[:80]!r}")
     return value
-
-
-def _usable_cpus() -> int:
-    """The CPUs this process may run on: its affinity, else the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # no sched_getaffinity (macOS, Windows)
-        return os.cpu_count() or 1
-
-
-def _capped_threads(threads: int | None) -> int | None:
-    """``threads`` (0 or None: torch's default), at most the CPUs this job may use; a cap is
-    logged once, as torch would otherwise run more threads than cores and each would wait."""
-    usable = _usable_cpus()
-    if threads and threads > usable:
-        logging.getLogger("saltseg").info(
-            "--threads %d capped at %d: the CPUs this job may use", threads, usable
-        )
-        return usable
-    return threads
-
-
-def _runtime(args: argparse.Namespace):
-    """The runtime options as a ``Runtime`` (threads capped, CPU memory kept, GPU share capped)."""
-    import torch
-
-    from saltseg.runtime.device import keep_freed_memory, resolve_runtime
-    from saltseg.runtime.gpus import cap_memory_share, claimed_device
-
-    threads = _capped_threads(args.threads)
-    if threads:
-        torch.set_num_threads(threads)
-    runtime = resolve_runtime(
-        args.device, args.amp, args.channels_last, args.compile == "true", args.cuda_graphs
-    )
-    if runtime.device.type == "cpu":
-        keep_freed_memory()
-    runtime = dataclasses.replace(runtime, device=claimed_device(runtime.device))
-    cap_memory_share(runtime.device, args.jobs_per_gpu)
-    return runtime
-
-
-def _gpu_slots(device: str) -> int:
-    """GPUs to share between concurrent jobs: all visible ones, unless a device is pinned."""
-    if device not in ("auto", "cuda"):
-        return 0
-    import torch
-
-    return torch.cuda.device_count()  # asks NVML; CUDA itself starts only after the claim
-
-
-def _claim_gpu(args: argparse.Namespace):
-    """Held around the step: one GPU slot, claimed before CUDA starts (so before ``_runtime``)."""
-    from saltseg.runtime.gpus import claim_gpu
-
-    return claim_gpu(_gpu_slots(args.device), jobs_per_gpu=args.jobs_per_gpu)
 
 
 def _cut(args: argparse.Namespace):
@@ -243,7 +186,7 @@ RUNTIME = (
         passed=False,
         help="jobs that share one GPU (--resources gpu=N*k on N GPUs); each caps its memory to 1/k",
     ),
-    Derived("runtime", _runtime, around=_claim_gpu),
+    Derived("runtime", job_runtime, around=claim_job_gpu),
 )
 
 #: one fold of the split
@@ -532,7 +475,7 @@ COMMANDS = {
         opt("preset", help="an architecture name (see saltseg.models.ARCHITECTURES)"),
         TILE,
         opt("--batch", type=COUNT, default=2),
-        opt("--threads", type=COUNT, default=None, convert=_capped_threads),
+        opt("--threads", type=COUNT, default=None, convert=capped_threads),
         opt(
             "--model",
             dest="overrides",
