@@ -171,8 +171,11 @@ def _read(path: str | None) -> dict[str, dict[str, list]]:
 
 @contextlib.contextmanager
 def _locked(path: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (made if missing) for the block."""
+    """Hold an exclusive lock on ``path`` (made if missing) for the block, where one can be had."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.lockf(handle, fcntl.LOCK_EX)  # released when the file is closed
+        # released when the file is closed; where the filesystem has no locks, writers go on
+        # unlocked: a reader still sees whole files, a concurrent update may be lost
+        with contextlib.suppress(OSError):
+            fcntl.lockf(handle, fcntl.LOCK_EX)
         yield
