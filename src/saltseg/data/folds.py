@@ -118,3 +118,32 @@ def read_folds(path, n_folds: int) -> pd.DataFrame:
             path, f"expected folds 0..{n_folds - 1}, got {sorted(frame['fold'].unique())}"
         )
     return frame
+
+
+def block_folds(positions: np.ndarray, n_folds: int) -> np.ndarray:
+    """Folds of contiguous blocks: every tile at one position (a survey's slice) in one fold, and
+    each fold a run of neighbouring positions, so a validation tile's nearest training tiles lie
+    beyond its block's ends. Blocks are cut where the running tile count comes closest to equal
+    shares; every fold gets at least one position.
+
+    Returns:
+        the fold of every tile, in the order of ``positions``; fold 0 holds the lowest positions.
+    """
+    labels, index, counts = np.unique(
+        np.asarray(positions), return_inverse=True, return_counts=True
+    )
+    if not 2 <= n_folds <= len(labels):
+        raise InputError(
+            "folds.n_folds",
+            f"expected 2..{len(labels)} (the interpreted slices), got {n_folds}",
+        )
+    ends = np.cumsum(counts)  # tiles in the first g + 1 positions
+    fold_of_position = np.full(len(labels), n_folds - 1)
+    begin = 0
+    for fold in range(n_folds - 1):
+        candidates = np.arange(begin + 1, len(labels) - (n_folds - fold - 1) + 1)
+        target = ends[-1] * (fold + 1) / n_folds
+        stop = candidates[np.argmin(np.abs(ends[candidates - 1] - target))]
+        fold_of_position[begin:stop] = fold
+        begin = stop
+    return fold_of_position[index]

@@ -121,6 +121,11 @@ class Section:
         raw = raw.T if self.depth_last else raw
         return self.scaling.apply(raw), ~np.isfinite(raw)
 
+    def raw(self, k: int) -> np.ndarray:
+        """Slice ``k`` unscaled (the file's values, e.g. labels), depth down the rows."""
+        raw = self.read(k)
+        return raw.T if self.depth_last else raw
+
     def store(self, out: np.ndarray, k: int, image: np.ndarray) -> None:
         """Write an image-layout result for slice ``k`` into ``out`` (shape :attr:`shape`)."""
         out[self.index(k)] = image.T if self.depth_last else image
@@ -128,9 +133,10 @@ class Section:
 
 @contextlib.contextmanager
 def open_section(
-    path: str | Path, axis: str = "inline", percentiles=PERCENTILES
+    path: str | Path, axis: str = "inline", percentiles=PERCENTILES, scale: bool = True
 ) -> Iterator[Section]:
-    """Open ``path`` (see the module doc), check it and fit its scaling.
+    """Open ``path`` (see the module doc), check it and fit its scaling (not with ``scale``
+    False: values read by :meth:`Section.raw`, e.g. a label volume).
 
     Raises:
         InputError: a missing or unreadable file, an unknown suffix, not 2-D or 3-D, a slice side
@@ -159,7 +165,8 @@ def open_section(
             raise InputError(
                 path, f"expected slices of at least {MIN_SIDE} pixels a side, got {section.shape}"
             )
-        section.scaling = fit_scaling(path, sample, percentiles)
+        if scale:
+            section.scaling = fit_scaling(path, sample, percentiles)
         yield section
 
 

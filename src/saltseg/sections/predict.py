@@ -17,10 +17,15 @@ Outputs in ``out_dir`` (written in a temporary directory, renamed when complete)
 ``probability.npy`` (float32) and ``mask.npy`` (uint8 0/1) of the input's shape;
 ``probability.sgy`` and ``mask.sgy`` (IEEE float, the input's headers) for SEG-Y input;
 ``overlay.png`` for 2-D input; ``params.json`` (how the outputs were made).
+
+Labels kept: with ``keep_labels`` (a label volume of the input's shape, see
+:mod:`saltseg.survey.labels`), every interpreted pixel (0 or 1) keeps its label as probability
+and mask; only the uninterpreted ones (-1/NaN) are predicted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import time
@@ -173,6 +178,7 @@ def predict_section(
     percentiles: tuple[float, float] = PERCENTILES,
     model_files: list[str | Path] | None = None,
     cv: str | Path | None = None,
+    keep_labels: str | Path | None = None,
 ) -> dict[str, Any]:
     """Predict salt probability and mask for a section or volume; write them to ``out_dir``.
 
@@ -191,6 +197,7 @@ def predict_section(
         model_files: use these ``model.pt`` files, not every one under ``models_dir`` (a workflow
             passes the configured models' folds, so stale model directories are left out).
         cv: the ``cv.json`` whose tuned threshold to use (default: found under ``models_dir``).
+        keep_labels: a label volume whose interpreted pixels are kept (see the module doc).
 
     Returns:
         ``params.json``'s content plus ``seconds``, ``tiles_per_s`` and ``pixels_per_s``.
@@ -201,7 +208,14 @@ def predict_section(
     check_folder_output(out_dir)  # refused before the models are loaded
     runtime = runtime or resolve_runtime()
     cut, source = resolve_threshold(threshold, models_dir, cv)
-    with open_section(input_path, axis, percentiles) as section:
+    with contextlib.ExitStack() as stack:
+        section = stack.enter_context(open_section(input_path, axis, percentiles))
+        labels = None
+        if keep_labels is not None:
+            from saltseg.survey.labels import check_pair
+
+            labels = stack.enter_context(open_section(keep_labels, axis, scale=False))
+            check_pair(section, labels)
         ensemble = Ensemble(models_dir, runtime, tta, model_files)
         if not 1 <= stride <= ensemble.tile:
             raise InputError("stride", f"expected 1..{ensemble.tile} (the tile size), got {stride}")
@@ -222,10 +236,13 @@ def predict_section(
             "threshold": cut,
             "threshold_source": source,
             "tiles": n_tiles,
+            "keep_labels": None if keep_labels is None else str(keep_labels),
         }
         start = time.perf_counter()
         with atomic_dir(out_dir) as tmp:
-            nodata = _predict_slices(section, ensemble, tmp, stride, batch_size, cut, n_tiles)
+            nodata = _predict_slices(
+                section, ensemble, tmp, stride, batch_size, cut, n_tiles, labels
+            )
             params["nodata_pixels"] = nodata
             write_json(tmp / "params.json", params)
         if nodata:
@@ -248,11 +265,13 @@ def _predict_slices(
     batch_size: int,
     cut: float,
     n_tiles: int,
+    labels: Section | None = None,
 ) -> int:
     """Predict every slice, writing each into the output arrays as soon as it is done.
 
     Pixels without data (NaN or inf amplitudes) get NaN probability and mask 0; returns their
-    count. They are predicted as the mid grey in between, so their neighbours keep a context."""
+    count. They are predicted as the mid grey in between, so their neighbours keep a context.
+    With ``labels``, interpreted pixels keep their label."""
     nodata = 0
     prob = np.lib.format.open_memmap(out / "probability.npy", "w+", np.float32, section.shape)
     mask = np.lib.format.open_memmap(out / "mask.npy", "w+", np.uint8, section.shape)
@@ -263,6 +282,11 @@ def _predict_slices(
             probs = stitch(image, predict, ensemble.tile, stride, batch_size, bar.update)
             probs[missing] = np.nan
             nodata += int(missing.sum())
+            if labels is not None:
+                from saltseg.survey.labels import UNINTERPRETED, read_labels
+
+                known = read_labels(labels, k)
+                probs = np.where(known != UNINTERPRETED, known, probs).astype(np.float32)
             section.store(prob, k, probs)
             section.store(mask, k, (probs > cut).astype(np.uint8))
     prob.flush()
