@@ -10,6 +10,7 @@ from saltseg.probs import write_probs
 from saltseg.pseudo import (
     confidence,
     empty_share,
+    label_counts,
     read_pseudo,
     salt_confidence,
     select_balanced,
@@ -209,3 +210,12 @@ def test_a_fold_with_few_labels_is_warned_of_naming_the_selection(synth_dir, tmp
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert f"fewer than {FEW_LABELS} for a fold (fold 1: {len(table)})" in warning
     assert selection in warning and "pseudo.teacher: ensemble" in warning
+
+
+def test_label_counts_of_no_labels_and_of_some():
+    """A fold that gets no pseudo-labels counts none (it crashed a stage-2 job: numpy cannot
+    infer -1 in a reshape of an empty array)."""
+    assert label_counts(np.zeros((0, 101, 101), bool)) == {"salt": 0, "empty": 0}
+    masks = np.zeros((3, 4, 4), bool)
+    masks[1, 2, 2] = True
+    assert label_counts(masks) == {"salt": 1, "empty": 2}

@@ -112,7 +112,8 @@ def _deal_by_size(size: np.ndarray, n_folds: int, rng: np.random.Generator) -> n
 
 def label_counts(masks: np.ndarray) -> dict[str, int]:
     """``{"salt": n, "empty": n}``: how many of the label ``masks`` hold salt and how many none."""
-    empty = int((~masks.reshape(len(masks), -1).any(axis=1)).sum())
+    flat = masks.reshape(len(masks), int(np.prod(masks.shape[1:])))  # -1 fails on no labels
+    empty = int((~flat.any(axis=1)).sum())
     return {"salt": len(masks) - empty, "empty": empty}
 
 
