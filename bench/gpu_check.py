@@ -5,6 +5,8 @@ Usage (bench/gpu_check.sh runs them in order; docs/gpu.md):
     python -m bench gpu_check env --out env.json
     python -m bench gpu_check fold0 --data-dir DATA --epochs 2 --out fold0.json
     python -m bench gpu_check overrides --epochs 1 --out dag.yaml
+    python -m bench gpu_check dag --samples CSV --rc RC --start S --dag-start S --data-dir DATA \
+        --out dag.json
     python -m bench gpu_check report --logs DIR --out gpu_check-DATE.json
 
 ``fold0`` trains the fast profile's stage-1 net on fold 0 of the real data (depth-stratified
@@ -14,7 +16,13 @@ and validation score, the peak memory and whether the two runs agree within bf16
 ``overrides`` writes the config that cuts the fast profile's DAG to a few minutes: every phase
 ``--epochs`` long, encoders unpretrained (no network there), every non-blank test tile a
 pseudo-label (a short teacher's balanced labels are none, so the pseudo phases would be
-skipped). ``report`` gathers the steps' files into the record.
+skipped). ``dag`` collects that run: wall time, snakemake's exit status and the targets it
+reached, seconds per rule, the GPU busy share (nvidia-smi samples), train images/s per model
+(each fold's median epoch after the first, and their sum: the folds train side by side), OOF per
+model, stage and blend, and the wall time extrapolated to all 18,600 test tiles (each job whose
+work grows with the test tiles takes time in proportion to the tiles it reads; a stage's fold
+predictions run side by side, so the stage waits for its slowest). ``report`` gathers the
+steps' files into the record.
 """
 
 from __future__ import annotations
@@ -28,9 +36,10 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
-from bench.common import REPO, write_result
+from bench.common import REPO, rule_seconds, write_result
 
 PROFILE = REPO / "workflow" / "profiles" / "fast"
 #: relative difference of two runs' per-epoch losses still counted as bf16 noise
@@ -172,6 +181,102 @@ def fold0(data_dir: str, epochs: int, seed: int = 0) -> dict:
     }
 
 
+ALL_TEST_TILES = 18_600
+#: rules whose work grows with the test tiles; predict's also holds the fold's OOF tiles
+TEST_RULES = ("merge_folds", "ensemble", "pseudo_fold", "blend", "postprocess", "submission")
+
+
+def busy_share(samples: Path) -> dict | None:
+    """Mean, median and share of samples above 50 % of nvidia-smi's utilization.gpu."""
+    if not samples.is_file() or not samples.stat().st_size:
+        return None
+    frame = pd.read_csv(samples, header=None, names=["time", "busy", "memory_mib"])
+    busy = pd.to_numeric(frame["busy"], errors="coerce").dropna()
+    return {
+        "samples": int(len(busy)),
+        "mean_percent": round(float(busy.mean()), 1),
+        "median_percent": float(busy.median()),
+        "share_over_50_percent": round(float((busy > 50).mean()), 3),
+        "peak_memory_mib": float(pd.to_numeric(frame["memory_mib"], errors="coerce").max()),
+    }
+
+
+def train_speed(results: Path) -> dict[str, dict]:
+    """Per stage/model: each fold's median images/s over its epochs after the first, their sum."""
+    speeds: dict[str, dict] = {}
+    for history in sorted(results.glob("stage*/*/fold*/history.csv")):
+        rows = pd.read_csv(history)
+        steady = rows["images_per_s"].iloc[1:] if len(rows) > 1 else rows["images_per_s"]
+        key = f"{history.parts[-4]}/{history.parts[-3]}"
+        fold = history.parts[-2]
+        speeds.setdefault(key, {"per_fold": {}})["per_fold"][fold] = round(float(steady.median()))
+    for entry in speeds.values():
+        entry["sum"] = sum(entry["per_fold"].values())
+    return speeds
+
+
+def extrapolated_wall(
+    results: Path, wall: float, n_train: int, n_test: int, n_oof: int
+) -> float | None:
+    """The DAG's wall seconds with all 18,600 test tiles (see the module docstring)."""
+    if not n_test:
+        return None
+    benchmarks = results / "benchmarks"
+    extra = 0.0
+    ratio_test = ALL_TEST_TILES / n_test
+    predict: dict[str, float] = {}
+    for tsv in (benchmarks / "predict").glob("*.tsv"):
+        stage_model = tsv.stem.rsplit("_fold", 1)[0]
+        seconds = float(pd.read_csv(tsv, sep="\t")["s"].sum())
+        predict[stage_model] = max(predict.get(stage_model, 0.0), seconds)
+    ratio_predict = (ALL_TEST_TILES + n_oof) / (n_test + n_oof)
+    extra += sum(s * (ratio_predict - 1) for s in predict.values())
+    seconds = rule_seconds(benchmarks)
+    extra += sum(seconds.get(rule, 0.0) * (ratio_test - 1) for rule in TEST_RULES)
+    ratio_tiles = (n_train + ALL_TEST_TILES) / (n_train + n_test)  # the mosaic reads every tile
+    extra += seconds.get("mosaic", 0.0) * (ratio_tiles - 1)
+    return round(wall + extra, 1)
+
+
+def oof_table(results: Path) -> list[dict]:
+    """results/summary.csv (every model, stage ensemble and the blend), or the cv.json files
+    reached when the run stopped before the summary."""
+    summary = results / "summary.csv"
+    if summary.is_file():
+        table = pd.read_csv(summary)
+        return table.astype(object).where(table.notna(), None).to_dict(orient="records")
+    rows = []
+    for cv in sorted(results.glob("*/*/cv.json")):
+        rows.append({"name": f"{cv.parts[-3]}/{cv.parts[-2]}", **json.loads(cv.read_text())})
+    return rows
+
+
+def dag_run(args: argparse.Namespace) -> dict:
+    """What the DAG step left in ``args.results`` (see the module docstring)."""
+    results, now = Path(args.results), time.time()
+    data = Path(args.data_dir)
+    n_test = len(pd.read_csv(data / "sample_submission.csv"))
+    n_train = len(pd.read_csv(data / "train.csv"))
+    folds = results / "folds.csv"
+    n_oof = n_train // max(int(pd.read_csv(folds)["fold"].nunique()), 1) if folds.is_file() else 0
+    dag_wall = round(now - args.dag_start, 1)
+    return {
+        "snakemake_exit_status": args.rc,
+        "reached": {t: (results / f"{t}.csv").is_file() for t in ("submission", "summary")},
+        "wall_seconds": round(now - args.start, 1),
+        "dag_wall_seconds": dag_wall,
+        "train_tiles": n_train,
+        "test_tiles": n_test,
+        "dag_wall_seconds_at_18600_test_tiles": extrapolated_wall(
+            results, dag_wall, n_train, n_test, n_oof
+        ),
+        "rule_seconds": rule_seconds(results / "benchmarks"),
+        "gpu_busy": busy_share(Path(args.samples)),
+        "train_images_per_s": train_speed(results),
+        "oof": oof_table(results),
+    }
+
+
 def report(logs: Path) -> dict:
     """The record: each step's exit status and seconds, and what each step wrote."""
     steps = [json.loads(line) for line in (logs / "steps.jsonl").read_text().splitlines()]
@@ -225,6 +330,14 @@ def main(argv: list[str] | None = None) -> None:
     cut = commands.add_parser("overrides")
     cut.add_argument("--epochs", type=int, default=1)
     cut.add_argument("--out", required=True)
+    run = commands.add_parser("dag")
+    run.add_argument("--results", default="results")
+    run.add_argument("--samples", required=True, help="nvidia-smi samples (CSV)")
+    run.add_argument("--rc", type=int, required=True, help="snakemake's exit status")
+    run.add_argument("--start", type=float, required=True, help="the check's start (epoch s)")
+    run.add_argument("--dag-start", type=float, required=True, help="snakemake's start")
+    run.add_argument("--data-dir", required=True)
+    run.add_argument("--out", required=True)
     gather = commands.add_parser("report")
     gather.add_argument("--logs", required=True)
     gather.add_argument("--out", help="default: bench/records/gpu_check-<date>.json")
@@ -237,7 +350,10 @@ def main(argv: list[str] | None = None) -> None:
         command = "bash bench/gpu_check.sh run"
         write_result("gpu_check", record, args.out, command=command, headline=headline(record))
         return
-    payload = environment() if args.command == "env" else fold0(args.data_dir, args.epochs)
+    if args.command == "dag":
+        payload = dag_run(args)
+    else:
+        payload = environment() if args.command == "env" else fold0(args.data_dir, args.epochs)
     Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
     print(json.dumps(payload, indent=2))
 

@@ -127,7 +127,7 @@ run() {
     --scheduler greedy --configfile workflow/profiles/fast/recipe.yaml "$WORK/dag.yaml" \
     --config data_dir="$data" -- submission summary
   kill "$sampler" 2>/dev/null
-  timeout 30 python -m bench gpu_fast --results results --samples "$LOGS/gpu_samples.csv" \
+  timeout 30 python -m bench gpu_check dag --samples "$LOGS/gpu_samples.csv" \
     --rc "$LAST_RC" --start "$start" --dag-start "$dag_start" --data-dir "$data" \
     --out "$LOGS/dag.json" >/dev/null
   record=$OUT/gpu_check-$(date +%F).json

@@ -5,8 +5,8 @@ Usage: python -m bench gpu_step [--device cuda] [--batches 32 128] [--steps 100]
 Times saltseg's own step (``saltseg.training.loop.train_step``: autocast, loss, backward, the
 fused Adam of a captured phase) on batches already on the device, as ``DeviceBatches`` feeds
 them: the ResNet34 U-Net at pad 128 (issue 35's reference, 1,269 img/s at batch 32 eager on an
-H200) and the fast profile's stage-1 net (deep supervision at 0.3 with an empty head, scSE,
-hypercolumn; elu+1 Lovasz). Each setting runs ``--warmup`` steps (the graph's warm-up and
+H200) and each network of the fast profile's stages as the profile defines it, with the loss of
+its last phase. Each setting runs ``--warmup`` steps (the graph's warm-up and
 capture included), then ``--steps`` timed steps with one device sync at the end. On a CPU only
 the eager rows run (a tiny check that the bench works).
 """
@@ -20,6 +20,7 @@ from functools import partial
 import torch
 
 from bench.common import write_result
+from bench.gpu_check import profile_config, stage_model_names
 from saltseg.losses import build_loss
 from saltseg.models import build_model
 from saltseg.runtime.device import resolve_runtime
@@ -27,29 +28,29 @@ from saltseg.training import loop
 from saltseg.training.graphed import GraphedStep
 from saltseg.training.optim import build_optimizer
 
-NETS = {
-    "unet34_pad128": ({"encoder_name": "resnet34", "pad_to": 128}, "bce_dice", 0.0, 0.0),
-    "fast_unet34": (
-        {
-            "encoder_name": "resnet34",
-            "pad_to": 128,
-            "deep_supervision": True,
-            "attention": "scse",
-            "hypercolumn": True,
-            "hypercolumn_channels": 16,
-        },
-        "lovasz_elu",
-        0.05,
-        0.3,
-    ),
-}
+#: issue 35's reference: 1,269 img/s at batch 32, eager, on an H200
+REFERENCE = {"arch": "unet", "model": {"encoder_name": "resnet34", "pad_to": 128}}
 
 
-def images_per_s(net: str, batch: int, graphed: bool, runtime, warmup: int, steps: int) -> float:
+def nets() -> dict[str, dict]:
+    """The reference and each network of the fast profile's stages (read from the profile, the
+    first model of each; the loss of its last phase)."""
+    config = profile_config()
+    out = {"unet34_pad128": {**REFERENCE, "phases": [{"loss": "bce_dice"}]}}
+    for name in stage_model_names(config):
+        model = config["models"][name]
+        if all((m["arch"], m["model"]) != (model["arch"], model["model"]) for m in out.values()):
+            out[name] = model
+    return out
+
+
+def images_per_s(net: dict, batch: int, graphed: bool, runtime, warmup: int, steps: int) -> float:
     """Train ``steps`` steps of ``net`` at ``batch`` after ``warmup``; return images/s."""
-    model_args, loss, empty_weight, side_weight = NETS[net]
+    phase = net["phases"][-1]
+    loss = build_loss(phase["loss"], phase.get("empty_weight", 0.0), phase.get("side_weight", 0.0))
     torch.manual_seed(0)
-    model = build_model("unet", 101, pretrained="none", **model_args).to(runtime.device)
+    model = build_model(net["arch"], 101, **{**net["model"], "pretrained": "none"})
+    model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
     model.train()
@@ -57,13 +58,13 @@ def images_per_s(net: str, batch: int, graphed: bool, runtime, warmup: int, step
     step = partial(
         loop._step_on,
         model,
-        build_loss(loss, empty_weight, side_weight),
+        loss,
         optimizer,
         runtime.grad_scaler(),
         runtime,
     )
     if graphed:
-        step = GraphedStep(step, optimizer, f"{net} at batch {batch}")
+        step = GraphedStep(step, optimizer, f"batch {batch}")
     x = runtime.to(torch.rand(batch, 1, 101, 101, device=runtime.device))
     y = (torch.rand(batch, 1, 101, 101, device=runtime.device) > 0.7).float()
     for _ in range(warmup):
@@ -84,7 +85,7 @@ def _sync(device: torch.device) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    parser.add_argument("--nets", nargs="+", default=list(nets()), choices=list(nets()))
     parser.add_argument("--batches", nargs="+", type=int, default=[32, 128])
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=100)
@@ -93,10 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     runtime = resolve_runtime(args.device)
     modes = [False, True] if runtime.device.type == "cuda" else [False]
     rows = []
+    specs = nets()
     for net in args.nets:
         for batch in args.batches:
             for graphed in modes:
-                rate = images_per_s(net, batch, graphed, runtime, args.warmup, args.steps)
+                rate = images_per_s(specs[net], batch, graphed, runtime, args.warmup, args.steps)
                 rows.append(
                     {
                         "net": net,

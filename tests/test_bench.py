@@ -7,9 +7,9 @@ the speed probe is recorded); the fold-0 helper (bench/fold0.py) on synthetic da
 
 Checked more cheaply, because a real run needs hours, real data, a finished run or a GPU:
 every bench is imported and answers ``--help`` (benches whose optional packages, the
-``[bench]`` extra, are missing are skipped); gpu_fast's collector is checked on hand-made inputs
-in tests/test_bench_gpu_fast.py; default_dag and quality_cpu run the DAG (covered by the
-workflow tests); reliability runs the slow test suites; gpu_stage1, presets, sections,
+``[bench]`` extra, are missing are skipped); gpu_check's collector is checked on hand-made inputs
+in tests/test_gpu_check.py; default_dag and quality_cpu run the DAG (covered by the
+workflow tests); reliability runs the slow test suites; presets, sections,
 section_quality, pseudo_quality, recipe_variants and stages_pay need a GPU, real data, trained
 models or a finished run.
 
