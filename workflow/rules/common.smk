@@ -34,6 +34,28 @@ if DATA_DIR != SYNTHETIC_DIR and not Path(DATA_DIR).is_dir():
         f"config: data_dir: expected 'synthetic' or a Kaggle-layout directory, "
         f"{DATA_DIR!r} does not exist"
     )
+# Your own labelled survey (docs/own-data.md): tiled into the Kaggle layout under results/data/
+# survey by the survey rules, which also take the mosaic layout as known and cut folds of
+# contiguous slices. Its geometry is checked here, from the headers, before anything runs.
+SURVEY = config["survey"]
+if SURVEY:
+    from saltseg.errors import InputError
+    from saltseg.survey.labels import open_survey
+
+    if config["data_dir"] != "synthetic":
+        sys.exit("config: survey, data_dir: expected one data source, got both")
+    DATA_DIR = layout.result("data", "survey")
+    try:
+        with open_survey(
+            SURVEY["seismic"],
+            SURVEY["labels"],
+            config["sections"]["axis"],
+            config["tile_size"],
+            scale=False,
+        ):
+            pass
+    except InputError as err:
+        sys.exit(f"config: survey: {err}")
 # The data files a step reads decide its reruns. A folder input changes only when an entry is
 # added or removed, so each rule also keeps, as the param data_files, the fingerprint (names,
 # sizes, contents) of the files its step reads, of the train side, the test side or the test
