@@ -339,3 +339,24 @@ def test_rle_of_train_csv_matches_the_mask_pngs(tmp_path, drawn):
     table = pd.read_csv(tmp_path / "d" / "train.csv", dtype=str, keep_default_na=False)
     salt = [rle.decode(code, (T, T)).sum() for code in table["rle_mask"]]
     assert sum(salt) == int(np.pad(mask[0].T, ((0, 98), (0, 72)), mode="reflect").sum())
+
+
+def test_the_synthetic_survey_labels_every_third_inline(tmp_path):
+    from saltseg.survey.synthetic import generate_survey
+
+    generate_survey(tmp_path / "own", seed=1, inlines=7, crosslines=40, samples=30, shift=3)
+    with (
+        segyio.open(str(tmp_path / "own" / "seismic.sgy")) as seismic,
+        segyio.open(str(tmp_path / "own" / "labels.sgy")) as labels,
+        segyio.open(str(tmp_path / "own" / "truth.sgy")) as truth,
+    ):
+        assert list(seismic.ilines) == list(range(1000, 1007)) and len(seismic.xlines) == 40
+        assert list(seismic.samples[:2]) == [0.0, 4.0]
+        marks, true = segyio.tools.cube(labels), segyio.tools.cube(truth)
+        amp = segyio.tools.cube(seismic)
+    assert marks.shape == (7, 40, 30) and set(np.unique(true)) == {0.0, 1.0}
+    np.testing.assert_array_equal(marks[[0, 3, 6]], true[[0, 3, 6]])
+    assert (marks[[1, 2, 4, 5]] == -1).all()
+    np.testing.assert_array_equal(amp[1, :-3], amp[0, 3:])  # each inline 3 traces further on
+    info = json.loads((tmp_path / "own" / "survey.json").read_text())
+    assert info["interpreted_inlines"] == [1000, 1003, 1006]
