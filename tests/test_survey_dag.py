@@ -73,7 +73,8 @@ def test_the_synthetic_survey_runs_to_a_volume_with_its_headers(repo, tmp_path):
         **TINY,
     }
     (tmp_path / "own.yaml").write_text(yaml.safe_dump(own))
-    result = snakemake(tmp_path, "volume", "--cores", "2", "--configfile", "own.yaml")
+    run = ["volume", "submission", "--cores", "2", "--configfile", "own.yaml"]
+    result = snakemake(tmp_path, *run)  # the submission: post-processed on the known mosaics
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
 
     results = tmp_path / "results"
@@ -86,6 +87,11 @@ def test_the_synthetic_survey_runs_to_a_volume_with_its_headers(repo, tmp_path):
     assert by_slice == {"s00000": {0}, "s00003": {1}, "s00006": {1}}  # 4 | 8 tiles: first cut
     layout = pd.read_parquet(results / "mosaic" / "tiles.parquet")
     assert len(layout) == 9 * 4 and set(layout["mosaic_id"]) == set(range(9))
+    assert "survey_mosaic" in result.stderr and "rule mosaic:" not in result.stderr
+    report = yaml.safe_load((results / "postprocess" / "report.json").read_text())
+    assert 0 <= report["oof_after"] <= 1 and report["enabled"]
+    submission = pd.read_csv(results / "submission.csv", keep_default_na=False)
+    assert len(submission) == 6 * 4  # the uninterpreted slices' tiles
     metrics = yaml.safe_load((results / "stage2/unet_r10_student/fold0/metrics.json").read_text())
     assert sum(metrics["pseudo_tiles"]["train+pseudo"].values()) == 6 * 4  # uninterpreted slices
 
