@@ -360,3 +360,14 @@ def test_the_synthetic_survey_labels_every_third_inline(tmp_path):
     np.testing.assert_array_equal(amp[1, :-3], amp[0, 3:])  # each inline 3 traces further on
     info = json.loads((tmp_path / "own" / "survey.json").read_text())
     assert info["interpreted_inlines"] == [1000, 1003, 1006]
+
+
+def test_tiling_and_the_planning_check_import_no_torch():
+    """The workflow checks the survey at every planning and the tiling runs in its own job:
+    neither should pay torch's import (seconds, about 0.8 GB resident)."""
+    code = (
+        "import sys, saltseg.survey.tiling, saltseg.survey.steps, saltseg.survey.labels;"
+        " print('torch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"

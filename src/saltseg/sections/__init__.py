@@ -2,9 +2,20 @@
 
 :func:`~saltseg.sections.predict.predict_section` runs the trained ensemble over overlapping
 tiles (:mod:`~saltseg.sections.stitch`) of inputs read slice by slice (:mod:`~saltseg.sections.io`).
+Names are imported on first use, so a reader of :mod:`~saltseg.sections.io` alone (the survey's
+tiling, the workflow's planning check) does not import torch.
 """
 
-from saltseg.sections.predict import predict_section
-from saltseg.sections.stitch import Stitcher, stitch
+from __future__ import annotations
 
-__all__ = ["Stitcher", "predict_section", "stitch"]
+import importlib
+from typing import Any
+
+HOMES = {"predict_section": "predict", "Stitcher": "stitch", "stitch": "stitch"}
+__all__ = sorted(HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{HOMES[name]}"), name)
