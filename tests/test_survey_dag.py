@@ -62,6 +62,12 @@ def test_mismatched_shapes_fail_at_planning_with_one_line(repo, tmp_path):
         " (own/seismic.sgy), got (3, 120, 109)"
     )
     assert not (tmp_path / "results").exists()
+    result = snakemake(
+        tmp_path, "-n", "volume", "--configfile", "own.yaml", "--config", "data_dir=own"
+    )
+    assert result.stderr.strip().splitlines()[-1] == (
+        "config: survey, data_dir: expected one data source, got both"
+    )
 
 
 @pytest.mark.slow
