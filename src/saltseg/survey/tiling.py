@@ -25,13 +25,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from saltseg import rle
-from saltseg.data.images import write_png
 from saltseg.errors import InputError
-from saltseg.io import atomic_dir, write_csv, write_json
+from saltseg.io import WriteError, atomic_dir, write_csv, write_json
 from saltseg.sections.io import PERCENTILES
 from saltseg.survey.labels import UNINTERPRETED, Survey, open_survey
 
@@ -117,8 +117,17 @@ def tile_survey(
     return {**info, "seconds": seconds, "samples_per_s": samples / seconds}
 
 
+def _write_png(path: Path, image: np.ndarray) -> None:
+    """One tile PNG, written in place: the folder being written is the unit of atomicity (a
+    temporary name per file would list the growing folder at every write)."""
+    if not cv2.imwrite(str(path), np.ascontiguousarray(image, dtype=np.uint8)):
+        raise WriteError(path, OSError("cv2.imwrite failed"))
+
+
 def _write_tiles(survey: Survey, out: Path, test_every: int) -> tuple[dict, tuple[list, ...]]:
     """Tile every slice into ``out``; return the counts and the four tables' rows."""
+    for folder in ("train/images", "train/masks", "test/images"):
+        (out / folder).mkdir(parents=True)
     tile = survey.tile
     first, step, _ = survey.depth_axis()
     counts = {"train": 0, "test": 0, "partial": 0, "uninterpreted_skipped": 0}
@@ -131,8 +140,8 @@ def _write_tiles(survey: Survey, out: Path, test_every: int) -> tuple[dict, tupl
             name = tile_id(k, row, col)
             if known[row, col].all():
                 mask = marks[row, col].astype(np.uint8)
-                write_png(out / "train" / "images" / f"{name}.png", images[row, col])
-                write_png(out / "train" / "masks" / f"{name}.png", mask * 255)
+                _write_png(out / "train" / "images" / f"{name}.png", images[row, col])
+                _write_png(out / "train" / "masks" / f"{name}.png", mask * 255)
                 train.append({"id": name, "rle_mask": rle.encode(mask)})
                 counts["train"] += 1
             elif known[row, col].any():
@@ -142,7 +151,7 @@ def _write_tiles(survey: Survey, out: Path, test_every: int) -> tuple[dict, tupl
                 counts["uninterpreted_skipped"] += 1
                 continue
             else:
-                write_png(out / "test" / "images" / f"{name}.png", images[row, col])
+                _write_png(out / "test" / "images" / f"{name}.png", images[row, col])
                 test.append({"id": name, "rle_mask": "1 1"})
                 counts["test"] += 1
             depths.append({"id": name, "z": first + (row * tile + tile // 2) * step})
