@@ -11,9 +11,11 @@ U-Net (two one-epoch phases on 10 tiles) took about 3 minutes on a shared 2-core
 hours. Each
 profile keeps the rest of its architectures (preset, geometry, stem, center, decoder,
 attention, hypercolumn, deep supervision, heads), its stages, losses, optimisers, schedules,
-snapshots, cycles, the data of every phase, TTA, fold stratification, blend and threshold. Every
-non-blank test tile becomes a pseudo-label (``confident`` at confidence 0), so that every
-``pseudo`` phase really trains (the default ``balanced`` labels of a one-epoch teacher are none).
+snapshots, cycles, the data of every phase, TTA, fold stratification, blend, threshold and
+pseudo-label selection (``fast``: the default ``balanced``, ``full``: ``confident``). A one-epoch
+teacher is sure of no tile, so the run stops after each teacher stage's predictions and sets its
+fold maps to the truth (a fixed teacher, sure of every tile) before the next stage learns from
+them: every pseudo phase then trains on labels the profile's own selection kept.
 """
 
 from __future__ import annotations
@@ -24,20 +26,20 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from saltseg.pseudo import read_pseudo
+from saltseg.data import kaggle
+from saltseg.probs import align, read_ids, write_probs
+from saltseg.pseudo import label_counts, read_pseudo
 
 TINY_RUN = {  # run settings cut to the tiny data; none of them is part of a recipe
     "synthetic": {"sections": 2, "rows": 4, "cols": 5},
     "folds": {"n_folds": 2},
     "runtime": {"threads": 2, "workers": 0},
     "mosaic": {"draw": 1},
-    # one-epoch teachers predict no salt, so the balanced labels of the recipes are empty and
-    # every pseudo phase would be skipped: take every non-blank test tile (b.e.s.'s selection)
-    "pseudo": {"method": "confident", "min_confidence": 0.0},
 }
 
 
@@ -89,6 +91,22 @@ def cut_schedules(config: dict) -> dict:
     return models
 
 
+def fix_teacher(results: Path, stage: str, models: list[str], folds: range) -> None:
+    """Set every fold's test and OOF maps of ``stage``'s ``models`` to the truth (the synthetic
+    data's test truth and train masks): a teacher sure of every tile."""
+    data = results / "data/synthetic"
+    test_ids, test_truth = kaggle.load_test_truth(data, 101)
+    train = kaggle.load_train(data, 101)
+    train_truth = dict(zip(train.ids, train.masks))
+    for model in models:
+        for fold in folds:
+            fold_dir = results / stage / model / f"fold{fold}"
+            ids = read_ids(fold_dir / "test.parquet")
+            write_probs(fold_dir / "test.parquet", ids, align(data, ids, test_ids, test_truth))
+            ids = read_ids(fold_dir / "oof.parquet")
+            write_probs(fold_dir / "oof.parquet", ids, np.stack([train_truth[i] for i in ids]))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", ["fast", "full"])
 def test_each_gpu_profile_runs_its_whole_dag(repo, tmp_path, profile):
@@ -101,19 +119,24 @@ def test_each_gpu_profile_runs_its_whole_dag(repo, tmp_path, profile):
     shutil.copytree(repo / "envs", tmp_path / "envs")
     shutil.copytree(repo / "src", tmp_path / "src")  # the rules run python -m saltseg from here
     overrides = {**TINY_RUN, "models": cut_schedules(config)}
-    result = snakemake(
-        tmp_path,
+    run = [
         "--workflow-profile",
         f"workflow/profiles/{profile}",
         "--config",
         *[f"{key}={json.dumps(value)}" for key, value in overrides.items()],
         "--",
-        "submission",
-        "results/summary.csv",
-    )
+    ]
+    results = tmp_path / "results"
+    for teacher in ("stage1", "stage2"):  # each teacher's predictions, then fixed to the truth
+        models = [name for stage, name in expected if stage == teacher]
+        targets = [f"results/{teacher}/{m}/fold{f}/test.parquet" for m in models for f in (0, 1)]
+        targets += [t.replace("test.parquet", "oof.parquet") for t in targets]
+        result = snakemake(tmp_path, *run, *targets)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+        fix_teacher(results, teacher, models, range(2))
+    result = snakemake(tmp_path, *run, "submission", "results/summary.csv")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
 
-    results = tmp_path / "results"
     summary = pd.read_csv(results / "summary.csv")
     stages = list(dict.fromkeys(stage for stage, _ in expected))
     assert list(zip(summary["stage"], summary["name"])) == [
@@ -134,6 +157,11 @@ def test_each_gpu_profile_runs_its_whole_dag(repo, tmp_path, profile):
             assert params["model"]["encoder_name"] == SMALL_ENCODER["encoder_name"]
             history = pd.read_csv(fold_dir / "history.csv")
             assert history["phase"].nunique() == len(recipe["phases"]), (stage, name, fold)
-            if any(phase.get("data", "train") != "train" for phase in recipe["phases"]):
+            data = {phase.get("data", "train") for phase in recipe["phases"]} - {"train"}
+            if data:  # every label of the fold teacher's file reached the student
                 labels = results / f"pseudo/stage{int(stage[-1]) - 1}/fold{fold}.parquet"
-                assert len(read_pseudo(labels)[0]), f"{labels}: no pseudo-labels to train on"
+                table, masks = read_pseudo(labels)
+                counts = label_counts(masks)
+                assert counts["salt"] > 0 and (table["fold"] == fold).all(), labels
+                metrics = json.loads((fold_dir / "metrics.json").read_text())
+                assert metrics["pseudo_tiles"] == {name: counts for name in sorted(data)}
