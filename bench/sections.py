@@ -26,8 +26,9 @@ from saltseg.data.synthetic import draw_section
 from saltseg.metrics import competition_metric
 from saltseg.models import build_model
 from saltseg.runtime.device import resolve_runtime
-from saltseg.sections import predict_section, stitch
+from saltseg.sections import predict_section
 from saltseg.sections.predict import Ensemble, resolve_threshold
+from saltseg.sections.stitch import stitch
 
 SIZES = {
     "test_size": {

@@ -16,9 +16,9 @@ from saltseg.errors import InputError
 from saltseg.io import MANIFEST
 from saltseg.models import build_model
 from saltseg.runtime.device import resolve_runtime
-from saltseg.sections import Stitcher, predict_section, stitch
+from saltseg.sections import Stitcher, predict_section
 from saltseg.sections.io import open_section
-from saltseg.sections.stitch import count_tiles, window
+from saltseg.sections.stitch import count_tiles, stitch, window
 
 TINY = {**TINY_MODEL, "pad_to": 128}
 CPU = resolve_runtime("cpu", "false", "false")

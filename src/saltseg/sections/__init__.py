@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-HOMES = {"predict_section": "predict", "Stitcher": "stitch", "stitch": "stitch"}
+#: the function ``stitch`` is imported from its module: once any name loads the submodule
+#: ``saltseg.sections.stitch``, the package's attribute ``stitch`` is that module
+HOMES = {"predict_section": "predict", "Stitcher": "stitch"}
 __all__ = sorted(HOMES)
 
 
