@@ -371,3 +371,25 @@ def test_tiling_and_the_planning_check_import_no_torch():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "False"
+
+
+def test_the_volume_report_draws_an_interpreted_slice_and_uninterpreted_ones(tmp_path, drawn):
+    from saltseg.survey.report import pick_slices, plot_volume_slices
+
+    assert pick_slices(np.array([1, 0, 0, 1, 0, 0, 1, 0, 0], bool), 3) == [3, 4, 5]
+    assert pick_slices(np.zeros(4, bool), 2) == [1, 2]
+    assert pick_slices(np.ones(4, bool), 3) == [2]
+    amp, mask = cube_of(drawn, inlines=3, crosslines=120, samples=110)
+    labels = np.full_like(mask, -1)
+    labels[1] = mask[1]
+    np.save(tmp_path / "s.npy", amp)
+    np.save(tmp_path / "l.npy", labels)
+    (tmp_path / "v").mkdir()
+    np.save(tmp_path / "v" / "probability.npy", mask * 0.8)
+    np.save(tmp_path / "v" / "mask.npy", mask.astype(np.uint8))
+    plot_volume_slices(tmp_path / "s.npy", tmp_path / "l.npy", tmp_path / "v", tmp_path / "r.png")
+    picture = cv2.imread(str(tmp_path / "r.png"))
+    assert picture.shape[1] == 12 * 110 and picture.shape[0] > 3 * 1.5 * 110  # 3 rows
+    np.save(tmp_path / "v" / "mask.npy", mask[:2].astype(np.uint8))
+    with pytest.raises(InputError, match=r"mask.npy: expected the seismic's shape \(3, 120, 110\)"):
+        plot_volume_slices(tmp_path / "s.npy", tmp_path / "l.npy", tmp_path / "v", tmp_path / "x")

@@ -116,3 +116,4 @@ def test_the_synthetic_survey_runs_to_a_volume_with_its_headers(repo, tmp_path):
     np.testing.assert_array_equal(p[known], labels[known])  # keep_labels: yours where you drew
     np.testing.assert_array_equal(m[known], labels[known])
     assert set(np.unique(m)) <= {0.0, 1.0}
+    assert (results / "report" / "volume_slices.png").stat().st_size > 10_000

@@ -497,6 +497,16 @@ COMMANDS = {
         OUT,
         opt("--n-folds", type=N_FOLDS, default=5),
     ),
+    "plot-volume": command(
+        "saltseg.survey.report:plot_volume_slices",
+        "report: a few slices of a survey's predicted volume",
+        opt("--seismic", required=True),
+        opt("--labels", required=True),
+        opt("--volume", required=True, help="predict-section's output folder"),
+        opt("--axis", choices=["inline", "crossline"], default="inline"),
+        opt("--n", type=COUNT, default=3, help="slices to draw"),
+        opt("--out", dest="out_png", required=True),
+    ),
     "survey-synth": command(
         "saltseg.survey.synthetic:generate_survey",
         "write a small synthetic SEG-Y survey with sparse labels",

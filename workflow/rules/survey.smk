@@ -10,6 +10,7 @@ if SURVEY:
     localrules:
         survey_mosaic,
         survey_folds,
+        report_volume,
         volume,
 
     rule survey_data:
@@ -119,6 +120,30 @@ if SURVEY:
             " --cuda-graphs {resources.cuda_graphs} --jobs-per-gpu {resources.jobs_per_gpu}"
             " > {log} 2>&1"
 
+    rule report_volume:
+        input:
+            seismic=SURVEY["seismic"],
+            labels=SURVEY["labels"],
+            volume=layout.result("volume"),
+        output:
+            report(
+                layout.result("report", "volume_slices.png"),
+                caption="../report/volume.rst",
+                category="Volume",
+            ),
+        log:
+            layout.log("report_volume", "report_volume"),
+        benchmark:
+            layout.benchmark("report_volume", "report_volume")
+        conda:
+            "../../envs/saltseg.yaml"
+        params:
+            axis=config["sections"]["axis"],
+        shell:
+            "python -m saltseg plot-volume --seismic {input.seismic} --labels {input.labels}"
+            " --volume {input.volume} --axis {params.axis} --out {output} > {log} 2>&1"
+
     rule volume:
         input:
             layout.result("volume"),
+            layout.result("report", "volume_slices.png"),

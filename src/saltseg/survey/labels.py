@@ -28,7 +28,7 @@ class Survey:
 
     seismic: Section
     labels: Section
-    tile: int
+    tile: int | None
 
     @property
     def n_slices(self) -> int:
@@ -71,13 +71,14 @@ def open_survey(
     seismic: str | Path,
     labels: str | Path,
     axis: str = "inline",
-    tile: int = 101,
+    tile: int | None = 101,
     percentiles=PERCENTILES,
     scale: bool = True,
 ) -> Iterator[Survey]:
     """Open a seismic file and its label volume and check that they fit (see :func:`check_pair`).
 
-    ``scale`` False skips fitting the seismic's scaling (a cheap geometry check).
+    ``scale`` False skips fitting the seismic's scaling (a cheap geometry check); ``tile`` None
+    skips the size check (reading a volume back).
 
     Raises:
         InputError: either file unreadable, a SEG-Y without inferable geometry, labels of another
