@@ -117,6 +117,24 @@ def test_a_phase_with_few_pseudo_labels_warns_naming_their_selection(
     assert selection in warning and "Lower pseudo.min_confidence" in warning
 
 
+def test_a_student_without_labels_warns_and_trains_on_its_train_tiles(
+    synth_dir, folds_csv, tmp_path, caplog
+):
+    table = pd.DataFrame({"confidence": [], "fold": []})
+    write_pseudo(tmp_path / "p.parquet", [], np.zeros((0, 101, 101), np.uint8), table, "none")
+    with caplog.at_level(logging.WARNING, logger="saltseg.steps.fold_models"):
+        args = ("--pseudo", str(tmp_path / "p.parquet"))
+        assert train_student(synth_dir, folds_csv, tmp_path / "s", student_params(), *args) == 0
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "learns from 0 pseudo-labels" in warning
+    assert (
+        f"fewer than {FEW_LABELS}: it trains on the train tiles alone; selected as: none" in warning
+    )
+    metrics = json.loads((tmp_path / "s/metrics.json").read_text())
+    assert metrics["pseudo_tiles"] == {"train+pseudo": {"salt": 0, "empty": 0}}
+    assert metrics["epochs"] == 1
+
+
 def teacher_bundle(path, model: dict, seeds=(1, 2)) -> list[dict]:
     """A teacher's model.pt with one snapshot per seed (differently initialised networks)."""
     snapshots = []

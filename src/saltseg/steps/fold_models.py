@@ -133,6 +133,10 @@ def train(
     (out / "checkpoint.pt").unlink(missing_ok=True)
 
 
+#: what a phase without pseudo-labels does, by its data
+SKIPPED = {"pseudo": ": it is skipped", "train+pseudo": ": it trains on the train tiles alone"}
+
+
 def warn_few_labels(
     phases: list[dict[str, Any]], used: dict[str, dict[str, int]], pseudo: str | None
 ) -> None:
@@ -153,7 +157,7 @@ def warn_few_labels(
             counts["salt"],
             counts["empty"],
             FEW_LABELS,
-            "" if sum(counts.values()) else ": it is skipped",
+            "" if sum(counts.values()) else SKIPPED[phase["data"]],
             read_selection(pseudo) or "not recorded",
             FEW_LABELS_HELP,
         )
