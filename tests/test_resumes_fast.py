@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_training import assert_same_weights, params, toy_tiles
+from test_training import assert_same_weights, params, run_killed_then_resumed, toy_tiles
 
 from saltseg.models import build_model
 from saltseg.runtime.device import resolve_runtime
-from saltseg.training import budget, checkpoint, loop
+from saltseg.training import budget, loop
 
 SMALL = {"resize_to": 32, "pad_to": 32}  # the tiles resized: the network sees 32 px
 
@@ -32,23 +32,6 @@ def fit_small(p: dict, work_dir) -> dict:
     return loop.fit(model, p, toy_tiles(4, 0), toy_tiles(2, 1), runtime, work_dir, 0)
 
 
-def killed_then_resumed(p: dict, work_dir, monkeypatch, saves: int = 2) -> dict:
-    """Run ``p`` as if killed right after its ``saves``-th checkpoint, then run it again."""
-    real_save, done = checkpoint.save, []
-
-    def save_then_die(path, state):
-        real_save(path, state)
-        done.append(path)
-        if len(done) == saves:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fit_small(p, work_dir)
-    monkeypatch.setattr(checkpoint, "save", real_save)
-    return fit_small(p, work_dir)
-
-
 def small(p: dict, **model) -> dict:
     """``p`` (test_training's params, batch 2) with its model settings updated."""
     p["phases"][0]["batch_size"] = 2
@@ -58,7 +41,7 @@ def small(p: dict, **model) -> dict:
 def test_a_killed_ema_run_resumes_to_the_same_average(tmp_path, monkeypatch):
     p = small(params(epochs=3, ema=0.5), **SMALL)
     straight = fit_small(p, tmp_path / "straight")
-    resumed = killed_then_resumed(p, tmp_path / "killed", monkeypatch)
+    resumed = run_killed_then_resumed(p, tmp_path / "killed", monkeypatch, fit=fit_small)
     assert [row["epoch"] for row in resumed["history"]] == [0, 1, 2]
     assert_same_weights(straight["snapshots"][0], resumed["snapshots"][0])
 
@@ -70,7 +53,7 @@ def test_a_budget_run_resumes_with_the_epochs_it_measured(tmp_path, monkeypatch)
     )
     p = small(params(minutes=5, schedule="cosine", snapshots=1), **SMALL)
     straight = fit_small(p, tmp_path / "straight")
-    resumed = killed_then_resumed(p, tmp_path / "killed", monkeypatch, saves=1)
+    resumed = run_killed_then_resumed(p, tmp_path / "killed", monkeypatch, saves=1, fit=fit_small)
     # every epoch re-sizes a one-cycle phase; the resumed run counts the killed run's epoch 0
     assert [done for done, _ in sized] == [1, 2, 3, 1, 2, 3]
     assert sized[4][1] >= resumed["history"][0]["seconds"] > 0
@@ -81,6 +64,6 @@ def test_a_budget_run_resumes_with_the_epochs_it_measured(tmp_path, monkeypatch)
 def test_a_killed_crop_phase_resumes_to_the_same_weights(tmp_path, monkeypatch):
     p = small(params(epochs=3, crop=32), pad_to=128)
     straight = fit_small(p, tmp_path / "straight")
-    resumed = killed_then_resumed(p, tmp_path / "killed", monkeypatch)
+    resumed = run_killed_then_resumed(p, tmp_path / "killed", monkeypatch, fit=fit_small)
     assert [row["epoch"] for row in resumed["history"]] == [0, 1, 2]
     assert_same_weights(straight["snapshots"][0], resumed["snapshots"][0])

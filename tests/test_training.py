@@ -67,8 +67,10 @@ def test_cosine_snapshots_are_kept_per_cycle(tmp_path):
     assert lrs[0] == pytest.approx(0.01) and lrs[1] < lrs[0] and lrs[2] == pytest.approx(0.01)
 
 
-def run_killed_then_resumed(p, work_dir, monkeypatch, saves: int = 2) -> dict:
-    """Run ``p`` as if killed right after its ``saves``-th checkpoint, then run it again."""
+def run_killed_then_resumed(p, work_dir, monkeypatch, saves: int = 2, fit=None) -> dict:
+    """Run ``p`` with ``fit(p, work_dir)`` (default :func:`run_fit`) as if killed right after
+    its ``saves``-th checkpoint, then run it again."""
+    fit = fit or run_fit
     real_save, done = checkpoint.save, []
 
     def save_then_die(path, state):
@@ -79,9 +81,9 @@ def run_killed_then_resumed(p, work_dir, monkeypatch, saves: int = 2) -> dict:
 
     monkeypatch.setattr(checkpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        run_fit(p, work_dir)
+        fit(p, work_dir)
     monkeypatch.setattr(checkpoint, "save", real_save)
-    return run_fit(p, work_dir)
+    return fit(p, work_dir)
 
 
 def assert_same_weights(a: dict, b: dict) -> None:
