@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from saltseg.runtime.device import Runtime
+from saltseg.training.optim import make_graph_safe
 
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
@@ -137,10 +138,7 @@ class GraphedStep:
 
     def _capture(self, x: Tensor, y: Tensor) -> Tensor:
         """Record the step on this batch's copy, then replay it once (the capture ran nothing)."""
-        for group in self.optimizer.param_groups:  # a float lr would be baked into the graph
-            if not isinstance(group["lr"], Tensor):
-                device = group["params"][0].device
-                group["lr"] = torch.tensor(float(group["lr"]), device=device)
+        make_graph_safe(self.optimizer)  # a float lr would be baked into the graph
         self.lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.static = (x.clone(), y.clone())
         self.graph = self.make_graph()

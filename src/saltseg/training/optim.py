@@ -50,14 +50,17 @@ def make_graph_safe(optimizer: torch.optim.Optimizer) -> None:
 
     torch refuses a capture of ``step()`` unless every param group is ``capturable``
     (``Optimizer._accelerator_graph_capture_health_check``). The lr becomes a one-element tensor
-    beside the parameters: a captured step reads it from that memory, and the schedules write
-    their new values into it in place, so replays follow the schedule. Step counters move to the
-    parameters' device (an eager checkpoint keeps them on the CPU, which a graph cannot read).
+    beside the parameters (one already there is kept): a captured step reads it from that
+    memory, and the schedules write their new values into it in place, so replays follow the
+    schedule. Step counters move to the parameters' device (an eager checkpoint keeps them on
+    the CPU, which a graph cannot read). Called again at the capture, so it holds there too.
     """
     for group in optimizer.param_groups:
         device = group["params"][0].device
         group.update(fused=True, capturable=True, foreach=None)
-        group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
+        lr = group["lr"]
+        if not (isinstance(lr, torch.Tensor) and lr.device == device):  # kept: a graph reads it
+            group["lr"] = torch.tensor(float(lr), dtype=torch.float32, device=device)
         for param in group["params"]:
             state = optimizer.state.get(param, {})
             if "step" in state:
