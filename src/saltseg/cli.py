@@ -198,6 +198,14 @@ FOLD = (
     TILE,
 )
 
+#: what the mosaic steps write (assembled from pixels, or a survey's known layout)
+MOSAIC_TABLES = (
+    opt("--tiles", dest="tiles_out", required=True, help="out: id, mosaic_id, x, y (parquet)"),
+    opt("--pairs", dest="pairs_out", required=True, help="out: neighbouring pairs and scores"),
+    opt("--png-dir", required=True, help="out: drawings of the largest mosaics"),
+    opt("--draw", dest="n_draw", type=INDEX, default=5, help="how many of the largest to draw"),
+)
+
 #: the steps that combine probability files and score the OOF result
 COMBINE = (
     DATA_DIR,
@@ -305,15 +313,7 @@ COMMANDS = {
         "assemble all tiles into mosaics from their pixels",
         DATA_DIR,
         TILE,
-        opt("--tiles", dest="tiles_out", required=True, help="out: id, mosaic_id, x, y (parquet)"),
-        opt(
-            "--pairs",
-            dest="pairs_out",
-            required=True,
-            help="out: neighbouring pairs and scores (parquet)",
-        ),
-        opt("--png-dir", required=True, help="out: drawings of the largest mosaics"),
-        opt("--draw", dest="n_draw", type=INDEX, default=5, help="how many of the largest to draw"),
+        *MOSAIC_TABLES,
     ),
     "context": command(
         "saltseg.steps:context_windows",
@@ -485,10 +485,7 @@ COMMANDS = {
         "the mosaic tables of a tiled survey, from its known layout",
         DATA_DIR,
         TILE,
-        opt("--tiles", dest="tiles_out", required=True, help="out: id, mosaic_id, x, y (parquet)"),
-        opt("--pairs", dest="pairs_out", required=True, help="out: neighbouring pairs (parquet)"),
-        opt("--png-dir", required=True, help="out: drawings of the largest slices"),
-        opt("--draw", dest="n_draw", type=INDEX, default=5, help="how many of the largest to draw"),
+        *MOSAIC_TABLES,
     ),
     "survey-folds": command(
         "saltseg.survey.steps:survey_folds",
